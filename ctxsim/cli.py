@@ -1,0 +1,118 @@
+"""The ``ctxsim`` command. Heavy libraries (torch, mlflow, ray) are imported inside the commands,
+so ``ctxsim --help`` answers at once."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ctxsim import __version__
+from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError
+
+log = logging.getLogger("ctxsim")
+
+#: How many problems are printed before the rest are only counted.
+MAX_PRINTED_PROBLEMS = 200
+
+
+def _cmd_data_import(args) -> int:
+    from ctxsim.importers import import_dataset
+
+    for path in import_dataset(args.kind, args.src, args.out, context=args.context, seed=args.seed):
+        print(path)
+    return 0
+
+
+def _cmd_data_validate(args) -> int:
+    from ctxsim.triplets import validate
+
+    report = validate(args.triplets, args.images, require_label=args.require_label)
+    _print_problems(report.problems)
+    print(f"{report.n_rows} rows, {len(report.errors)} errors, {len(report.warnings)} warnings")
+    return 0 if report.ok else EXIT_INVALID_INPUT
+
+
+def _cmd_compare(args) -> int:
+    from ctxsim.comparator import load_comparator
+    from ctxsim.console import print_table
+    from ctxsim.scoring import compare_files
+
+    comparator = load_comparator(args.model, device=args.device)
+    tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows, margins=args.margins)
+    print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from ctxsim.demo import run_demo
+
+    run_demo(data=args.data, out=args.out, device=args.device)
+    return 0
+
+
+def _print_problems(problems) -> None:
+    for p in problems[:MAX_PRINTED_PROBLEMS]:
+        print(p, file=sys.stderr)
+    if len(problems) > MAX_PRINTED_PROBLEMS:
+        print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxsim", description="Which of two images is closer to a reference, judged in context.")
+    parser.add_argument("--version", action="version", version=f"ctxsim {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (to stderr)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="import and validate triplet data").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("import", help="convert an upstream data set into triplet CSVs")
+    p.add_argument("kind", choices=["zappos", "materials"])
+    p.add_argument("src", help="the upstream data folder")
+    p.add_argument("--out", required=True, help="folder for the CSVs and images/")
+    p.add_argument("--context", help="fill the context column with this name")
+    p.add_argument("--seed", type=int, default=0, help="seed of the candidate-order shuffle")
+    p.set_defaults(func=_cmd_data_import)
+    p = data.add_parser("validate", help="check triplet CSVs and their images; exit 2 when invalid")
+    p.add_argument("triplets", nargs="+")
+    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
+    p.add_argument("--require-label", action="store_true", help="the label column must be present")
+    p.set_defaults(func=_cmd_data_validate)
+
+    p = sub.add_parser("compare", help="score triplet CSVs with a model")
+    p.add_argument("model", help="backbone:NAME, a run folder, or models:/NAME@ALIAS")
+    p.add_argument("triplets", nargs="+")
+    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
+    p.add_argument("--out", required=True, help="scored CSV to write")
+    p.add_argument("--margins", action="store_true", help="add a margin_<member> column per member")
+    p.add_argument("--chunk-rows", type=int, default=100_000, help="rows scored per chunk (memory stays flat)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the shared data")
+    p.add_argument("--data", help="folder with zappos/ and materials/ (default: $CTXSIM_DATA or ../shared/data)")
+    p.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ctxsim.console import setup_logging
+
+    setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except InputError as err:
+        _print_problems(err.problems)
+        return EXIT_INVALID_INPUT
+    except ImageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Comparators: score triplets with one or more members and combine their margins into ``p_a``.
+
+A comparator keeps an index of the images it has seen; each member embeds every unique image
+once, and per-row margins are looked up by integer index, so cost grows with unique images x
+members, not with rows x members.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ctxsim.members import distances
+from ctxsim.triplets import IMAGE_COLUMNS, PATH
+
+#: Zero-shot p_a = sigmoid(scale * margin): margins of cosine distances are small numbers.
+ZERO_SHOT_SCALE = 10.0
+#: Context name given to triplets when no context is declared or discovered.
+DEFAULT_CONTEXT = "all"
+BACKBONE_PREFIX = "backbone:"
+OUTPUT_COLUMNS = ("context", "p_a", "pred", "correct")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Comparator(ABC):
+    """Base class: image index, per-member embeddings, margins, and the public API."""
+
+    def __init__(self, *, device: str = "cpu", cache=None, progress: bool = True):
+        from ctxsim.embeddings import EmbeddingCache, default_cache_dir
+
+        self.device, self.progress = device, progress
+        self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir())
+        self._index: dict[str, int] = {}
+        self._data: dict[str, np.ndarray] = {}  # per-image arrays (member embeddings, memberships), in index order
+        self._tables: dict[str, np.ndarray] = {}
+
+    @property
+    @abstractmethod
+    def member_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def _image_data(self, paths: list[str]) -> dict[str, np.ndarray]:
+        """Arrays with one row per path: each member's normalised embedding (keyed by member name), and
+        whatever else the comparator needs per image."""
+
+    @abstractmethod
+    def _combine(self, margins: dict[str, np.ndarray], ref: np.ndarray, chunk: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
+        """``p_a`` and the routed context for each row, from member margins and the reference index."""
+
+    # -- image index ----------------------------------------------------------------------------------
+    def _codes(self, paths: pl.Series) -> np.ndarray:
+        new = [p for p in paths.unique(maintain_order=True).to_list() if p not in self._index]
+        if new:
+            fresh = self._image_data(new)
+            for key, arr in fresh.items():
+                self._data[key] = np.concatenate([self._data[key], arr]) if key in self._data else arr
+            self._index.update({p: len(self._index) + i for i, p in enumerate(new)})
+            self._tables.clear()
+        return paths.replace_strict(self._index, return_dtype=pl.Int64).to_numpy()
+
+    def _table(self, member: str) -> np.ndarray | None:
+        if len(self._index) > distances.MAX_TABLE_IMAGES:
+            return None
+        if member not in self._tables:
+            self._tables[member] = distances.cosine_distance_table(self._data[member])
+        return self._tables[member]
+
+    def member_margins(self, chunk: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every member's margin per row of a resolved chunk, and the reference indices."""
+        ref, a, b = (self._codes(chunk[PATH[c]]) for c in IMAGE_COLUMNS)
+        out = {m: distances.margins(self._data[m], ref, a, b, self._table(m)) for m in self.member_names}
+        return out, ref
+
+    # -- scoring --------------------------------------------------------------------------------------
+    def predict(self, chunk: pl.DataFrame, *, margins: bool = False) -> pl.DataFrame:
+        """The chunk with ``context``, ``p_a``, ``pred``, ``correct`` (when labelled) and ``margin_*``."""
+        member_margins, ref = self.member_margins(chunk)
+        p_a, context = self._combine(member_margins, ref, chunk)
+        out = chunk.drop("context", strict=False).with_columns(
+            context.alias("context"),
+            pl.Series("p_a", p_a, dtype=pl.Float64),
+            pl.Series("pred", np.where(p_a >= 0.5, "A", "B")),
+        )
+        if "label" in chunk.columns:
+            out = out.with_columns(pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")).alias("correct"))
+        if margins:
+            out = out.with_columns(pl.Series(f"margin_{m}", v, dtype=pl.Float64) for m, v in member_margins.items())
+        return out
+
+    def score(self, df, images: str | os.PathLike | None = None, *, margins: bool = False) -> pl.DataFrame:
+        """Score a DataFrame (polars or pandas) with ``ref, a, b`` columns; returns a polars frame."""
+        frame = df if isinstance(df, pl.DataFrame) else pl.from_pandas(df)
+        root = (Path(images) if images else Path.cwd()).resolve().as_posix() + "/"
+        resolved = frame.with_columns(
+            pl.when(pl.col(c).str.starts_with("/")).then(pl.col(c)).otherwise(pl.lit(root) + pl.col(c)).alias(PATH[c])
+            for c in IMAGE_COLUMNS
+        )
+        scored = self.predict(resolved, margins=margins)
+        return scored.select([c for c in scored.columns if not c.startswith("_")])
+
+    def compare(self, ref: str, a: str, b: str) -> float:
+        """P(A is closer to ``ref`` than B)."""
+        row = pl.DataFrame({"ref": [os.fspath(ref)], "a": [os.fspath(a)], "b": [os.fspath(b)]})
+        return float(self.score(row)["p_a"][0])
+
+    def embed(self, images: Sequence[str | os.PathLike], member: str | None = None) -> np.ndarray:
+        """Normalised embeddings of ``images`` by ``member`` (the first member by default)."""
+        member = member or self.member_names[0]
+        if member not in self.member_names:
+            raise KeyError(f"unknown member {member!r}; members: {', '.join(self.member_names)}")
+        paths = pl.Series([Path(p).resolve().as_posix() for p in images], dtype=pl.String)
+        return self._data[member][self._codes(paths)] if len(paths) else np.zeros((0, 0), np.float32)
+
+
+class ZeroShotComparator(Comparator):
+    """One member, ``zeroshot``: a pretrained backbone's features compared by cosine distance."""
+
+    def __init__(self, backbone_name: str, **kw):
+        super().__init__(**kw)
+        from ctxsim.members.backbones import create_backbone
+
+        self.backbone = create_backbone(backbone_name, pretrained=True)
+
+    @property
+    def member_names(self) -> list[str]:
+        return ["zeroshot"]
+
+    def _image_data(self, paths):
+        from ctxsim.embeddings import embed_images
+
+        feats = embed_images(paths, self.backbone, self.cache, device=self.device, progress=self.progress)
+        return {"zeroshot": distances.l2_normalize(feats)}
+
+    def _combine(self, margins, ref, chunk):
+        context = chunk["context"].fill_null(DEFAULT_CONTEXT) if "context" in chunk.columns else pl.Series([DEFAULT_CONTEXT] * chunk.height)
+        return sigmoid(ZERO_SHOT_SCALE * margins["zeroshot"]), context
+
+
+def load_comparator(model: str, **kw) -> Comparator:
+    """``backbone:NAME`` (zero-shot), a training run folder, or an MLflow ``models:/`` URI."""
+    if model.startswith(BACKBONE_PREFIX):
+        return ZeroShotComparator(model.removeprefix(BACKBONE_PREFIX), **kw)
+    if model.startswith("models:/") or model.startswith("runs:/"):
+        from ctxsim.registry import download_run
+
+        return load_comparator(str(download_run(model)), **kw)
+    path = Path(model)
+    if path.is_dir():
+        from ctxsim.ensemble.model import RunComparator
+
+        return RunComparator(path, **kw)
+    raise FileNotFoundError(f"model {model!r}: expected backbone:NAME, a run folder or models:/NAME@ALIAS")

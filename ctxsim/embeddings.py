@@ -1,0 +1,116 @@
+"""Embedding cache keyed by image content and backbone: each unique image is embedded once.
+
+Features live in a SQLite table (one row per image digest and backbone ``cache_key``), so a cache
+survives between runs and is shared by processes; :func:`embed_images` computes only what is
+missing, in batches, decoding images in threads, with a progress bar.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ctxsim.images import file_digest, load_image
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_DECODE_THREADS = 4
+_DTYPE = np.float32
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CTXSIM_CACHE", Path.home() / ".cache" / "ctxsim"))
+
+
+class EmbeddingCache:
+    """Vectors keyed by ``(cache_key, image digest)``; in memory, or persisted in ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory) if directory is not None else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            target = str(self.directory / "embeddings.sqlite")
+        else:
+            target = ":memory:"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(target, check_same_thread=False, timeout=60)
+        if self.directory is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, digest TEXT, dim INTEGER, data BLOB, PRIMARY KEY (model, digest))"
+        )
+
+    def get_many(self, model: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(digests))
+        with self._lock:
+            for start in range(0, len(unique), 500):  # SQLite's bound-parameter limit
+                part = unique[start : start + 500]
+                marks = ",".join("?" * len(part))
+                for digest, data in self._db.execute(
+                    f"SELECT digest, data FROM vectors WHERE model = ? AND digest IN ({marks})", (model, *part)
+                ):
+                    found[digest] = np.frombuffer(data, dtype=_DTYPE)
+        return found
+
+    def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        rows = [(model, d, v.shape[-1], np.ascontiguousarray(v, dtype=_DTYPE).tobytes()) for d, v in vectors.items()]
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def embed_images(
+    paths: Sequence[str],
+    backbone,
+    cache: EmbeddingCache | None = None,
+    *,
+    device: str = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    decode_threads: int = DEFAULT_DECODE_THREADS,
+    progress: bool = True,
+) -> np.ndarray:
+    """Backbone features for ``paths`` (one row per path), computing each unique image once.
+
+    ``backbone`` is a :class:`ctxsim.members.backbones.Backbone` (anything with ``cache_key``,
+    ``preprocess``, ``feature_dim`` and a forward pass).
+    """
+    cache = cache if cache is not None else EmbeddingCache()
+    digests = [file_digest(p) for p in paths]
+    have = cache.get_many(backbone.cache_key, digests)
+    todo = list({d: p for d, p in zip(digests, paths) if d not in have}.items())
+    if todo:
+        fresh = _forward_all([p for _, p in todo], backbone, device, batch_size, decode_threads, progress)
+        new = {d: v for (d, _), v in zip(todo, fresh)}
+        cache.put_many(backbone.cache_key, new)
+        have.update(new)
+    if not paths:
+        return np.zeros((0, backbone.feature_dim), dtype=_DTYPE)
+    return np.stack([have[d] for d in digests])
+
+
+def _forward_all(paths, backbone, device, batch_size, decode_threads, progress) -> np.ndarray:
+    import torch
+    from tqdm import tqdm
+
+    transform = backbone.preprocess.transform()
+    prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))  # noqa: E731
+    backbone = backbone.to(device).eval()
+    out = []
+    with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode(), tqdm(
+        total=len(paths), desc=f"embed {backbone.name}", unit="img", disable=not progress, leave=False
+    ) as bar:
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack(list(pool.map(prepare, paths[start : start + batch_size])))
+            out.append(backbone(batch.to(device)).float().cpu().numpy())
+            bar.update(len(batch))
+    return np.concatenate(out)

@@ -1,0 +1,250 @@
+"""The triplet CSV, ctxsim's interchange format: read, validate, stream in chunks and write.
+
+Columns (DESIGN.md): ``ref, a, b`` required image paths (relative to the images root, or absolute);
+optional ``label`` (A/B), ``context``, ``votes_a``, ``votes_b`` and ``id``. Image paths resolve
+against ``--images`` when given, else against the CSV file's own folder. Validation is vectorised
+with polars and collects every problem with its file, row and column.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from ctxsim.atomic import atomic_path
+from ctxsim.errors import InputError, Problem
+from ctxsim.images import image_problem
+
+log = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = ("ref", "a", "b")
+LABELS = ("A", "B")
+VOTE_COLUMNS = ("votes_a", "votes_b")
+KNOWN_COLUMNS = (*IMAGE_COLUMNS, "label", "context", *VOTE_COLUMNS, "id")
+#: Internal columns added on read: the source file, the 1-based data row and resolved image paths.
+SOURCE, ROW = "_source", "_row"
+PATH = {c: f"_{c}_path" for c in IMAGE_COLUMNS}
+DEFAULT_CHUNK_ROWS = 100_000
+#: How many warnings of one kind are listed before they are only counted.
+MAX_LISTED_WARNINGS = 20
+_IMAGE_CHECK_THREADS = 8
+
+
+@dataclass(frozen=True)
+class TripletFile:
+    """A triplet CSV and the folder its relative image paths resolve against."""
+
+    path: Path
+    images_root: Path
+
+    @classmethod
+    def of(cls, csv: str | os.PathLike, images: str | os.PathLike | None = None) -> TripletFile:
+        csv = Path(csv)
+        root = Path(images) if images is not None else csv.parent
+        return cls(csv, root.resolve())
+
+    def scan(self) -> pl.LazyFrame:
+        """Every column as text, plus the data row number and the resolved image paths."""
+        lf = pl.scan_csv(self.path, infer_schema=False, row_index_name=ROW, row_index_offset=1)
+        names = lf.collect_schema().names()
+        root = self.images_root.as_posix().rstrip("/") + "/"
+        resolved = [
+            pl.when(pl.col(c).str.starts_with("/")).then(pl.col(c)).otherwise(pl.lit(root) + pl.col(c)).alias(PATH[c])
+            for c in IMAGE_COLUMNS
+            if c in names
+        ]
+        lf = lf.with_columns(*resolved, pl.lit(str(self.path)).alias(SOURCE))
+        if "id" not in names:
+            lf = lf.with_columns(pl.col(ROW).cast(pl.String).alias("id"))
+        return lf
+
+
+def as_files(csvs: Sequence[str | os.PathLike] | str | os.PathLike, images=None) -> list[TripletFile]:
+    if isinstance(csvs, (str, os.PathLike)):
+        csvs = [csvs]
+    return [TripletFile.of(c, images) for c in csvs]
+
+
+@dataclass
+class ValidationReport:
+    problems: list[Problem] = field(default_factory=list)
+    n_rows: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_if_invalid(self) -> None:
+        for w in self.warnings:
+            log.warning("%s", w)
+        if not self.ok:
+            raise InputError(self.problems)
+
+
+def validate(
+    csvs, images=None, *, require_label: bool = False, check_images: bool = True
+) -> ValidationReport:
+    """Check one or more triplet CSVs; every problem is returned, none raised."""
+    report = ValidationReport()
+    image_rows: dict[str, tuple[str, int, str, int]] = {}  # path -> (file, first row, column, n rows)
+    for tf in as_files(csvs, images):
+        if not tf.path.is_file():
+            report.problems.append(Problem(str(tf.path), "triplet file not found"))
+            continue
+        try:
+            lf = tf.scan()
+            names = lf.collect_schema().names()
+        except (pl.exceptions.PolarsError, OSError) as err:
+            report.problems.append(Problem(str(tf.path), f"not a readable CSV file ({err})"))
+            continue
+        file_problems = _check_columns(tf, names, require_label)
+        report.problems += file_problems
+        if any(p.row is None for p in file_problems):
+            continue  # a missing column makes row checks meaningless
+        try:
+            report.n_rows += lf.select(pl.len()).collect().item()
+            report.problems += _check_rows(tf, lf, names)
+            if check_images:
+                _collect_image_rows(tf, lf, image_rows)
+        except pl.exceptions.PolarsError as err:
+            report.problems.append(Problem(str(tf.path), f"not a readable CSV file ({err})"))
+    if check_images:
+        report.problems += _check_images(image_rows)
+    return report
+
+
+def _check_columns(tf: TripletFile, names: list[str], require_label: bool) -> list[Problem]:
+    required = [*IMAGE_COLUMNS, "label"] if require_label else list(IMAGE_COLUMNS)
+    problems = [
+        Problem(str(tf.path), f"missing required column (the header has: {', '.join(names) or 'nothing'})", column=c)
+        for c in required
+        if c not in names
+    ]
+    if (names or [""])[0].startswith("\ufeff"):
+        problems.append(Problem(str(tf.path), "the header starts with a byte-order mark", column=names[0]))
+    return problems
+
+
+def _rows(lf: pl.LazyFrame, condition: pl.Expr, *values: str) -> list[tuple]:
+    return lf.filter(condition).select(ROW, *values).collect(engine="streaming").rows()
+
+
+def _check_rows(tf: TripletFile, lf: pl.LazyFrame, names: list[str]) -> list[Problem]:
+    file = str(tf.path)
+    out: list[Problem] = []
+    for c in IMAGE_COLUMNS:
+        blank = pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+        out += [Problem(file, "empty cell: an image path is required", row, c) for (row,) in _rows(lf, blank)]
+    if "label" in names:
+        bad = ~pl.col("label").is_in(LABELS) | pl.col("label").is_null()
+        out += [
+            Problem(file, "empty cell: expected 'A' or 'B'" if v is None else f"expected 'A' or 'B', got {v!r}", row, "label")
+            for row, v in _rows(lf, bad, "label")
+        ]
+    for c in VOTE_COLUMNS:
+        if c in names:
+            as_int = pl.col(c).str.strip_chars().cast(pl.Int64, strict=False)
+            bad = pl.col(c).is_not_null() & (as_int.is_null() | (as_int < 0))
+            out += [Problem(file, f"expected a whole number of votes >= 0, got {v!r}", row, c) for row, v in _rows(lf, bad, c)]
+    present = pl.all_horizontal(pl.col(PATH[c]).is_not_null() for c in IMAGE_COLUMNS)
+    for x, y in (("ref", "a"), ("ref", "b"), ("a", "b")):
+        same = present & (pl.col(PATH[x]) == pl.col(PATH[y]))
+        out += [Problem(file, f"'{x}' and '{y}' name the same image", row, y) for (row,) in _rows(lf, same)]
+    out += _duplicate_warnings(file, lf.filter(present))
+    return out
+
+
+def _duplicate_warnings(file: str, lf: pl.LazyFrame) -> list[Problem]:
+    """Rows judging the same reference and the same pair of candidates (in either order)."""
+    key = [pl.col(PATH["ref"]), pl.min_horizontal(PATH["a"], PATH["b"]), pl.max_horizontal(PATH["a"], PATH["b"])]
+    dups = (
+        lf.select(ROW, *[k.alias(f"k{i}") for i, k in enumerate(key)])
+        .with_columns(pl.col(ROW).min().over("k0", "k1", "k2").alias("first"))
+        .filter(pl.col(ROW) != pl.col("first"))
+        .select(ROW, "first")
+        .collect(engine="streaming")
+    )
+    warnings = [
+        Problem(file, f"duplicate of row {first} (same ref and candidates)", row, severity="warning")
+        for row, first in dups.head(MAX_LISTED_WARNINGS).rows()
+    ]
+    if dups.height > MAX_LISTED_WARNINGS:
+        warnings.append(Problem(file, f"{dups.height - MAX_LISTED_WARNINGS} more duplicate rows", severity="warning"))
+    return warnings
+
+
+def _collect_image_rows(tf: TripletFile, lf: pl.LazyFrame, seen: dict) -> None:
+    for c in IMAGE_COLUMNS:
+        firsts = (
+            lf.filter(pl.col(PATH[c]).is_not_null() & (pl.col(c).str.strip_chars() != ""))
+            .group_by(PATH[c])
+            .agg(pl.col(ROW).min().alias("row"), pl.len().alias("n"))
+            .collect(engine="streaming")
+        )
+        for path, row, n in firsts.rows():
+            if path in seen:
+                f, r, col, m = seen[path]
+                seen[path] = (f, r, col, m + n)
+            else:
+                seen[path] = (str(tf.path), row, c, n)
+
+
+def _check_images(seen: dict[str, tuple[str, int, str, int]]) -> list[Problem]:
+    paths = sorted(seen)
+    with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
+        reasons = list(pool.map(image_problem, paths))
+    problems = []
+    for path, reason in zip(paths, reasons):
+        if reason is not None:
+            file, row, col, n = seen[path]
+            also = f" (named by {n} rows; first shown)" if n > 1 else ""
+            problems.append(Problem(file, f"{reason}: {path}{also}", row, col))
+    return sorted(problems, key=lambda p: (p.file, p.row or 0))
+
+
+def read_triplets(csvs, images=None, *, require_label: bool = False, check_images: bool = True) -> pl.DataFrame:
+    """Validate, then read every row of one or more CSVs into one frame (raises :class:`InputError`)."""
+    validate(csvs, images, require_label=require_label, check_images=check_images).raise_if_invalid()
+    frames = [_typed(tf.scan()).collect() for tf in as_files(csvs, images)]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def iter_triplet_chunks(csvs, images=None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """Stream already-validated CSVs in chunks of at most ``chunk_rows`` rows (memory stays flat)."""
+    for tf in as_files(csvs, images):
+        yield from _typed(tf.scan()).collect_batches(chunk_size=chunk_rows)
+
+
+def _typed(lf: pl.LazyFrame) -> pl.LazyFrame:
+    names = lf.collect_schema().names()
+    casts = [pl.col(c).str.strip_chars().cast(pl.Int64) for c in VOTE_COLUMNS if c in names]
+    return lf.with_columns(casts) if casts else lf
+
+
+def public_columns(df: pl.DataFrame) -> list[str]:
+    return [c for c in df.columns if not c.startswith("_")]
+
+
+def write_triplets(df: pl.DataFrame, out: str | os.PathLike) -> None:
+    """Write the public columns of ``df`` as a triplet CSV, atomically."""
+    with atomic_path(out) as tmp:
+        df.select(public_columns(df)).write_csv(tmp)
+
+
+def relative_to(paths: pl.Expr, root: str | os.PathLike) -> pl.Expr:
+    """Image paths written relative to ``root`` when they lie under it."""
+    prefix = Path(root).resolve().as_posix().rstrip("/") + "/"
+    return pl.when(paths.str.starts_with(prefix)).then(paths.str.strip_prefix(prefix)).otherwise(paths)

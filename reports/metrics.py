@@ -1,0 +1,77 @@
+"""Accuracy bookkeeping that streams: counts per group, with Wilson intervals and vote agreement.
+
+``accuracy`` counts every labelled row; ``majority_accuracy`` only rows whose votes have a clear
+majority; ``vote_agreement`` is the share of individual votes that side with the prediction
+(its ceiling, always siding with the majority, is ``vote_ceiling``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+#: Confidence level of the reported intervals.
+CONFIDENCE = 0.95
+ALL = "(all)"
+
+
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (scipy's implementation)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+_COUNTS = ("rows", "labelled", "correct", "clear", "clear_correct", "votes", "votes_agree", "votes_best")
+
+
+@dataclass
+class AccuracyTally:
+    """Running counts per group (context), updated chunk by chunk."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def update(self, chunk: pl.DataFrame, group: str = "context", correct: str = "correct", pred: str = "pred") -> None:
+        has_label = correct in chunk.columns
+        has_votes = {"votes_a", "votes_b"} <= set(chunk.columns)
+        exprs = [pl.len().alias("rows")]
+        if has_label:
+            exprs += [pl.col(correct).is_not_null().sum().alias("labelled"), pl.col(correct).cast(pl.Int64).sum().alias("correct")]
+        if has_votes:
+            va, vb = pl.col("votes_a").fill_null(0), pl.col("votes_b").fill_null(0)
+            clear = va != vb
+            majority_pred = pl.when(va > vb).then(pl.lit("A")).otherwise(pl.lit("B"))
+            exprs += [
+                clear.sum().alias("clear"),
+                (clear & (pl.col(pred) == majority_pred)).sum().alias("clear_correct"),
+                (va + vb).sum().alias("votes"),
+                pl.when(pl.col(pred) == "A").then(va).otherwise(vb).sum().alias("votes_agree"),
+                pl.max_horizontal(va, vb).sum().alias("votes_best"),
+            ]
+        for row in chunk.group_by(group).agg(exprs).iter_rows(named=True):
+            for key in (str(row[group]), ALL):
+                into = self.counts.setdefault(key, dict.fromkeys(_COUNTS, 0))
+                for k in _COUNTS:
+                    into[k] += int(row.get(k) or 0)
+
+    def summary(self) -> list[dict]:
+        """One dict per group (``(all)`` last) with rates and 95% Wilson intervals."""
+        out = []
+        for group in sorted(k for k in self.counts if k != ALL) + ([ALL] if self.counts else []):
+            c = self.counts[group]
+            row = {"context": group, "rows": c["rows"]}
+            if c["labelled"]:
+                row.update(labelled=c["labelled"], accuracy=c["correct"] / c["labelled"])
+                row["ci_low"], row["ci_high"] = wilson_interval(c["correct"], c["labelled"])
+            if c["votes"]:
+                row.update(
+                    majority_accuracy=c["clear_correct"] / c["clear"] if c["clear"] else np.nan,
+                    vote_agreement=c["votes_agree"] / c["votes"],
+                    vote_ceiling=c["votes_best"] / c["votes"],
+                )
+            out.append(row)
+        return out
