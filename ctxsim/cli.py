@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_demo)
+    from ctxsim.reports.cli import add_report_command; add_report_command(sub)
     return parser
 
 
