@@ -8,6 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+#: Mode of a newly created file before the umask applies (what ``open(path, "w")`` gives).
+_DEFAULT_FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; it replaces ``target`` only if the block succeeds."""
@@ -15,6 +25,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, _DEFAULT_FILE_MODE & ~_umask())  # mkstemp makes 0600 files; give the usual mode
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -6,10 +6,12 @@ fixed seed so that ``label`` is A about half the time.
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
 import shutil
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +46,7 @@ def _link_images(paths: list[Path], out: Path) -> None:
     for p in paths:
         target = dest / p.name
         if target.exists():
-            if target.stat().st_size == p.stat().st_size:
+            if os.path.samefile(target, p) or filecmp.cmp(target, p, shallow=False):
                 continue
             target.unlink()
         try:
@@ -53,7 +55,7 @@ def _link_images(paths: list[Path], out: Path) -> None:
             shutil.copy2(p, target)
 
 
-def _orient(ref, closer, farther, seed: int, context: str | None, votes=None) -> pl.DataFrame:
+def _orient(ref, closer, farther, seed: int | list[int], context: str | None, votes=None) -> pl.DataFrame:
     """Triplet rows with candidates in random order: the closer one is A or B with probability 1/2."""
     ref, closer, farther = (np.asarray(x, dtype=object) for x in (ref, closer, farther))
     swap = np.random.default_rng(seed).random(len(ref)) < 0.5
@@ -64,7 +66,7 @@ def _orient(ref, closer, farther, seed: int, context: str | None, votes=None) ->
         "label": np.where(swap, "B", "A"),
     }
     if votes is not None:
-        v_closer, v_other = np.asarray(votes, dtype=np.int64).T
+        v_closer, v_other = np.asarray(votes, dtype=np.int64).reshape(-1, 2).T
         cols["votes_a"] = np.where(swap, v_other, v_closer)
         cols["votes_b"] = np.where(swap, v_closer, v_other)
     df = pl.DataFrame({k: list(v) if v.dtype == object else v for k, v in cols.items()})
@@ -116,14 +118,15 @@ def import_materials(src: Path, out: Path, *, context: str | None = None, seed: 
     splits = sorted(src.glob("answers_processed_*.json"))
     if not splits:
         raise InputError([Problem(str(src), "no answers_processed_<split>.json file")])
+    parsed = [_read_answers(path, len(files)) for path in splits]  # every split checked before anything is written
     _link_images(files, out)
+    names = [f"images/{p.name}" for p in files]
     written = []
-    for i, path in enumerate(splits):
+    for path, (answers, votes) in zip(splits, parsed):
         split = path.stem.removeprefix("answers_processed_")
-        answers, votes = _read_answers(path, len(files))
-        names = [f"images/{p.name}" for p in files]
-        ref, closer, other = ([names[k] for k in col] for col in zip(*answers))
-        df = _orient(ref, closer, other, seed + i, context, votes=votes)
+        split_seed = [seed, zlib.crc32(split.encode())]  # a split's shuffle does not depend on the other splits
+        ref, closer, other = ([names[k] for k in col] for col in zip(*answers)) if answers else ([], [], [])
+        df = _orient(ref, closer, other, split_seed, context, votes=votes)
         target = out / f"{split}.csv"
         write_triplets(df, target)
         log.info("materials %s: %d triplets over %d images -> %s", split, df.height, len(files), target)

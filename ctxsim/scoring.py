@@ -48,11 +48,17 @@ def compare_files(
     with atomic_path(out) as tmp, open(tmp, "wb") as sink, tqdm(
         total=report.n_rows, desc="compare", unit="row", disable=not progress, unit_scale=True
     ) as bar:
-        for i, chunk in enumerate(iter_triplet_chunks(csvs, images, chunk_rows)):
+        header = True
+        for chunk in iter_triplet_chunks(csvs, images, chunk_rows):
+            if chunk.height == 0:
+                continue
             scored = comparator.predict(chunk, margins=margins)
             tally.update(scored)
             missing = [pl.lit(None, pl.String).alias(c) for c in columns if c not in scored.columns]
-            scored.with_columns(missing).select(columns).write_csv(sink, include_header=i == 0)
+            scored.with_columns(missing).select(columns).write_csv(sink, include_header=header)
+            header = False
             bar.update(chunk.height)
+        if header:  # no rows at all: still a CSV with its header
+            pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(sink)
     log.info("wrote %d scored rows to %s", report.n_rows, out)
     return tally

@@ -7,6 +7,7 @@ with polars and collects every problem with its file, row and column.
 """
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,10 @@ class TripletFile:
         csv = Path(csv)
         root = Path(images) if images is not None else csv.parent
         return cls(csv, root.resolve())
+
+    def header(self) -> list[str]:
+        """The file's own column names."""
+        return pl.scan_csv(self.path, infer_schema=False).collect_schema().names()
 
     def scan(self) -> pl.LazyFrame:
         """Every column as text, plus the data row number and the resolved image paths."""
@@ -107,20 +112,22 @@ def validate(
         try:
             lf = tf.scan()
             names = lf.collect_schema().names()
+            header = tf.header()
         except (pl.exceptions.PolarsError, OSError) as err:
             report.problems.append(Problem(str(tf.path), f"not a readable CSV file ({err})"))
             continue
-        file_problems = _check_columns(tf, names, require_label)
+        file_problems = _check_columns(tf, header, require_label)
         report.problems += file_problems
         if any(p.row is None for p in file_problems):
             continue  # a missing column makes row checks meaningless
         try:
-            report.n_rows += lf.select(pl.len()).collect().item()
+            # every column is parsed, so a row with more fields than the header fails here, not later
+            report.n_rows += lf.select(pl.len(), *(pl.col(c).null_count() for c in header)).collect(engine="streaming").item(0, 0)
             report.problems += _check_rows(tf, lf, names)
             if check_images:
                 _collect_image_rows(tf, lf, image_rows)
         except pl.exceptions.PolarsError as err:
-            report.problems.append(Problem(str(tf.path), f"not a readable CSV file ({err})"))
+            report.problems += _long_rows(tf, len(header)) or [Problem(str(tf.path), f"not a readable CSV file ({err})")]
     if check_images:
         report.problems += _check_images(image_rows)
     return report
@@ -136,6 +143,21 @@ def _check_columns(tf: TripletFile, names: list[str], require_label: bool) -> li
     if (names or [""])[0].startswith("\ufeff"):
         problems.append(Problem(str(tf.path), "the header starts with a byte-order mark", column=names[0]))
     return problems
+
+
+def _long_rows(tf: TripletFile, n_columns: int) -> list[Problem]:
+    """Rows with more fields than the header has (polars refuses them without naming the row)."""
+    try:
+        with open(tf.path, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            next(rows, None)
+            return [
+                Problem(str(tf.path), f"{len(fields)} fields, but the header has {n_columns} columns", row)
+                for row, fields in enumerate(rows, start=1)
+                if len(fields) > n_columns
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def _rows(lf: pl.LazyFrame, condition: pl.Expr, *values: str) -> list[tuple]:
@@ -195,11 +217,13 @@ def _collect_image_rows(tf: TripletFile, lf: pl.LazyFrame, seen: dict) -> None:
             .collect(engine="streaming")
         )
         for path, row, n in firsts.rows():
-            if path in seen:
-                f, r, col, m = seen[path]
-                seen[path] = (f, r, col, m + n)
-            else:
+            if path not in seen:
                 seen[path] = (str(tf.path), row, c, n)
+                continue
+            f, r, col, m = seen[path]
+            if f == str(tf.path) and row < r:  # named earlier in this file by a later column
+                f, r, col = f, row, c
+            seen[path] = (f, r, col, m + n)
 
 
 def _check_images(seen: dict[str, tuple[str, int, str, int]]) -> list[Problem]:

