@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_demo)
     from ctxsim.reports.cli import add_report_command; add_report_command(sub)
+    from ctxsim.labeling.cli import add_label_commands; add_label_commands(sub)
     return parser
 
 
