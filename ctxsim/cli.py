@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ctxsim import __version__
 from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError
@@ -38,10 +39,46 @@ def _cmd_compare(args) -> int:
     from ctxsim.console import print_table
     from ctxsim.scoring import compare_files
 
-    comparator = load_comparator(args.model, device=args.device)
+    options = {"baselines": True} if args.baselines else {}
+    comparator = load_comparator(args.model, device=args.device, **options)
     tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows, margins=args.margins)
     print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
+    if args.report:
+        from ctxsim.reports.report import build_report
+        from ctxsim.reports.scored import read_scored
+
+        images = args.images or Path(args.triplets[0]).parent  # where compare resolved the relative paths
+        build_report(read_scored(args.out, images), args.report, title=f"ctxsim compare: {args.model}",
+                     notes={"model": args.model, "triplets": [str(t) for t in args.triplets]})
+        log.info("report written to %s", args.report)
     return 0
+
+
+def _cmd_train(args) -> int:
+    from ctxsim.config import load_config
+    from ctxsim.console import print_table
+    from ctxsim.train import train_run
+
+    overrides = list(args.set or [])
+    for flag, key in _TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ValueError, OSError) as err:
+        print(f"error: config: {err}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device)
+    rows = [{"model": name, **row} for name, summary in metrics["accuracy"].items() for row in summary if row["context"] == "(all)"]
+    print_table(rows, ["model", "labelled", "accuracy", "ci_low", "ci_high", "majority_accuracy", "vote_agreement"],
+                title=f"Out-of-fold accuracy (image-grouped) — {metrics['ensemble']['note']}")
+    print(args.out)
+    return 0
+
+
+#: Shortcut flags of ``ctxsim train`` and the config keys they set.
+_TRAIN_FLAGS = {"backbone": "backbone", "folds": "folds", "seed": "seed", "member_kind": "member.kind",
+                "epochs": "member.epochs", "contexts_mode": "contexts.mode", "k": "contexts.k", "stacker": "ensemble.stacker"}
 
 
 def _cmd_demo(args) -> int:
@@ -86,7 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margins", action="store_true", help="add a margin_<member> column per member")
     p.add_argument("--chunk-rows", type=int, default=100_000, help="rows scored per chunk (memory stays flat)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--baselines", action="store_true", help="a run: add p_a_<combiner> for every baseline ensemble")
+    p.add_argument("--report", metavar="DIR", help="also write the HTML/JSON/Markdown report of the scored rows here")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("train", help="train contexts, members and the ensemble into a run folder")
+    p.add_argument("--triplets", nargs="+", required=True, help="labelled triplet CSVs")
+    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--config", help="TOML file with training settings")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. member.epochs=10")
+    p.add_argument("--backbone", help="backbone name (default efficientnet_lite0)")
+    p.add_argument("--member-kind", choices=["head", "lora"], help="members: MLP heads (CPU) or LoRA adapters")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--folds", type=int, help="image folds for out-of-fold margins")
+    p.add_argument("--contexts-mode", choices=["auto", "declared", "discovered"])
+    p.add_argument("--k", type=int, help="number of discovered contexts (default: chosen automatically)")
+    p.add_argument("--stacker", choices=["lightgbm", "logistic"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the whole pipeline on the shared data")
     p.add_argument("--data", help="folder with zappos/ and materials/ (default: $CTXSIM_DATA or ../shared/data)")

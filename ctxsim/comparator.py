@@ -32,7 +32,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class Comparator(ABC):
     """Base class: image index, per-member embeddings, margins, and the public API."""
 
-    def __init__(self, *, device: str = "cpu", cache=None, progress: bool = True):
+    #: Columns ``predict`` adds besides ``OUTPUT_COLUMNS`` and the margins.
+    extra_columns: list[str] = []
+
+    def __init__(self, *, device: str = "cpu", cache=None, progress: bool = True, baselines: bool = False):
         from ctxsim.embeddings import EmbeddingCache, default_cache_dir
 
         self.device, self.progress = device, progress
@@ -51,8 +54,9 @@ class Comparator(ABC):
         whatever else the comparator needs per image."""
 
     @abstractmethod
-    def _combine(self, margins: dict[str, np.ndarray], ref: np.ndarray, chunk: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
-        """``p_a`` and the routed context for each row, from member margins and the reference index."""
+    def _combine(self, margins: dict[str, np.ndarray], ref: np.ndarray, chunk: pl.DataFrame) -> tuple[np.ndarray, pl.Series, dict]:
+        """``p_a`` and the routed context for each row, from member margins and the reference index,
+        and any extra output columns (name -> values)."""
 
     # -- image index ----------------------------------------------------------------------------------
     def _codes(self, paths: pl.Series) -> np.ndarray:
@@ -82,7 +86,7 @@ class Comparator(ABC):
     def predict(self, chunk: pl.DataFrame, *, margins: bool = False) -> pl.DataFrame:
         """The chunk with ``context``, ``p_a``, ``pred``, ``correct`` (when labelled) and ``margin_*``."""
         member_margins, ref = self.member_margins(chunk)
-        p_a, context = self._combine(member_margins, ref, chunk)
+        p_a, context, extra = self._combine(member_margins, ref, chunk)
         out = chunk.drop("context", strict=False).with_columns(
             context.alias("context"),
             pl.Series("p_a", p_a, dtype=pl.Float64),
@@ -92,7 +96,7 @@ class Comparator(ABC):
             out = out.with_columns(pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")).alias("correct"))
         if margins:
             out = out.with_columns(pl.Series(f"margin_{m}", v, dtype=pl.Float64) for m, v in member_margins.items())
-        return out
+        return out.with_columns(pl.Series(name, v) for name, v in extra.items())
 
     def score(self, df, images: str | os.PathLike | None = None, *, margins: bool = False) -> pl.DataFrame:
         """Score a DataFrame (polars or pandas) with ``ref, a, b`` columns; returns a polars frame."""
@@ -140,7 +144,7 @@ class ZeroShotComparator(Comparator):
 
     def _combine(self, margins, ref, chunk):
         context = chunk["context"].fill_null(DEFAULT_CONTEXT) if "context" in chunk.columns else pl.Series([DEFAULT_CONTEXT] * chunk.height)
-        return sigmoid(ZERO_SHOT_SCALE * margins["zeroshot"]), context
+        return sigmoid(ZERO_SHOT_SCALE * margins["zeroshot"]), context, {}
 
 
 def load_comparator(model: str, **kw) -> Comparator:

@@ -14,7 +14,7 @@ from ctxsim.triplets import DEFAULT_CHUNK_ROWS, as_files, iter_triplet_chunks, v
 log = logging.getLogger(__name__)
 
 
-def output_columns(csvs, images, member_names: list[str], margins: bool) -> list[str]:
+def output_columns(csvs, images, comparator: Comparator, margins: bool) -> list[str]:
     """Input columns (union over files, in order) followed by what ``compare`` adds."""
     seen: dict[str, None] = {}
     for tf in as_files(csvs, images):
@@ -22,7 +22,7 @@ def output_columns(csvs, images, member_names: list[str], margins: bool) -> list
     has_label = "label" in seen
     added = [c for c in OUTPUT_COLUMNS if c != "correct" or has_label]
     cols = [c for c in seen if c not in added] + added
-    return cols + ([f"margin_{m}" for m in member_names] if margins else [])
+    return cols + ([f"margin_{m}" for m in comparator.member_names] if margins else []) + comparator.extra_columns
 
 
 def compare_files(
@@ -43,7 +43,7 @@ def compare_files(
 
     report = validate(csvs, images)
     report.raise_if_invalid()
-    columns = output_columns(csvs, images, comparator.member_names, margins)
+    columns = output_columns(csvs, images, comparator, margins)
     tally = AccuracyTally()
     with atomic_path(out) as tmp, open(tmp, "wb") as sink, tqdm(
         total=report.n_rows, desc="compare", unit="row", disable=not progress, unit_scale=True

@@ -1,0 +1,93 @@
+"""Training configuration: dataclasses with named defaults, a TOML file, and ``--set`` overrides.
+
+TOML layout: top-level keys of :class:`TrainConfig`, and tables ``[contexts]``, ``[member]`` and
+``[ensemble]`` for the nested sections, e.g.::
+
+    backbone = "efficientnet_lite0"
+    folds = 5
+    [member]
+    kind = "head"
+    epochs = 30
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ctxsim.contexts.contexts import ContextConfig
+from ctxsim.ensemble.ensemble import EnsembleConfig
+from ctxsim.members.training import MemberConfig
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "efficientnet_lite0"
+    seed: int = 0
+    folds: int = 5  # image folds: out-of-fold margins and image-grouped validation of the combiner
+    contexts: ContextConfig = field(default_factory=ContextConfig)
+    member: MemberConfig = field(default_factory=MemberConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        return _build(cls, data, "config")
+
+
+def _build(cls, data: dict, where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, default, where: str):
+    if default is None or isinstance(value, type(default)) and not (isinstance(default, bool) and not isinstance(value, bool)):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, list):
+        return value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then the TOML file, then ``section.key=value`` overrides (``member.epochs=10``)."""
+    data: dict = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. member.epochs=10")
+        *sections, leaf = key.strip().split(".")
+        target = data
+        for s in sections:
+            target = target.setdefault(s, {})
+        target[leaf] = _parse_value(value.strip())
+    return TrainConfig.from_dict(data)
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

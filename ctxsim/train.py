@@ -1,0 +1,236 @@
+"""``ctxsim train``: contexts, one member per context + a global member + the zero-shot backbone,
+out-of-fold margins, and the ensemble, saved as a run folder.
+
+Out-of-fold margins: images are split into ``folds`` folds; for fold f every member is retrained
+without any triplet that names a fold-f image, and that copy gives the margins of the triplets
+whose reference is in fold f. So the stacker learns how members do on images they never saw.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ctxsim import __version__
+from ctxsim.config import TrainConfig
+from ctxsim.contexts.contexts import Contexts, fit_contexts
+from ctxsim.members.distances import l2_normalize, margins
+from ctxsim.members.member import GLOBAL, ZEROSHOT, MemberSpec, context_member_name
+from ctxsim.members.training import Triplets
+from ctxsim.triplets import IMAGE_COLUMNS, PATH, public_columns, read_triplets
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+#: Sub-folder of a run with its validation report and out-of-fold predictions (not part of the model).
+REPORT_DIR = "report"
+
+
+def image_table(df: pl.DataFrame) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Unique image paths and, per image column, each row's index into them."""
+    paths = pl.concat([df[PATH[c]] for c in IMAGE_COLUMNS]).unique(maintain_order=True).to_list()
+    index = {p: i for i, p in enumerate(paths)}
+    return paths, {c: df[PATH[c]].replace_strict(index, return_dtype=pl.Int64).to_numpy() for c in IMAGE_COLUMNS}
+
+
+def _labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """y = +1 when A is closer; weight 0 for tied votes (no majority to learn from)."""
+    y = np.where(df["label"].to_numpy() == "A", 1.0, -1.0)
+    weight = np.ones(len(y))
+    if {"votes_a", "votes_b"} <= set(df.columns):
+        weight[(df["votes_a"] == df["votes_b"]).fill_null(False).to_numpy()] = 0.0
+    return y, weight
+
+
+class _MemberTrainer:
+    """Trains a member of either kind on a subset of triplets; returns weights and an embed function."""
+
+    def __init__(self, cfg: TrainConfig, features: np.ndarray, paths: list[str], device: str, progress: bool):
+        import torch
+
+        self.cfg, self.device, self.progress = cfg, device, progress
+        self.features = torch.as_tensor(features)
+        self.paths = paths
+        self._pixels = None
+
+    def pixels(self):
+        """The preprocessed image table, for LoRA members (built once)."""
+        if self._pixels is None:
+            import torch
+
+            from ctxsim.images import load_image
+            from ctxsim.members.backbones import create_backbone
+
+            transform = create_backbone(self.cfg.backbone, pretrained=False).preprocess.transform()
+            self._pixels = torch.stack([transform(load_image(p)) for p in self.paths])
+        return self._pixels
+
+    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str) -> tuple[dict, np.ndarray, dict]:
+        import torch
+
+        from ctxsim.members.member import head_state, lora_state, train_head, train_lora
+
+        mcfg = self.cfg.member
+        if spec.kind == "head":
+            head, history = train_head(self.features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress)
+            with torch.no_grad():
+                emb = head(self.features).numpy()
+            return head_state(head), emb, history
+        model, history = train_lora(self.cfg.backbone, self.pixels(), triplets, mcfg, seed=seed, desc=desc,
+                                    progress=self.progress, device=self.device)
+        with torch.no_grad():
+            emb = torch.cat([torch.nn.functional.normalize(model(chunk.to(self.device)), dim=-1).cpu()
+                             for chunk in self.pixels().split(mcfg.batch_size)]).numpy()
+        return lora_state(model), emb, history
+
+
+def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None, *, device: str = "cpu",
+              progress: bool = True, cache=None) -> dict:
+    """Train a run into ``out``; returns its metrics (also written to ``out/metrics.json``)."""
+    from tqdm import tqdm
+
+    from ctxsim.embeddings import EmbeddingCache, default_cache_dir, embed_images
+    from ctxsim.ensemble.ensemble import Ensemble
+    from ctxsim.ensemble.inputs import EnsembleInputs
+    from ctxsim.members.backbones import create_backbone
+    from ctxsim.members.member import save_members
+
+    started = time.time()
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = read_triplets(csvs, images, require_label=True)
+    paths, idx = image_table(df)
+    y, weight = _labels(df)
+    triplets = Triplets(idx["ref"], idx["a"], idx["b"], y, weight)
+    log.info("training on %d triplets over %d images (%d tied votes left out)", len(y), len(paths), int((weight == 0).sum()))
+
+    cache = cache if cache is not None else EmbeddingCache(default_cache_dir())
+    backbone = create_backbone(cfg.backbone, pretrained=True)
+    features = embed_images(paths, backbone, cache, device=device, progress=progress)
+    zeroshot = l2_normalize(features)
+
+    contexts, membership = _fit_contexts(df, idx["ref"], zeroshot, cfg)
+    row_context = np.asarray(contexts.names, dtype=object)[membership.argmax(axis=1)]
+    specs = _member_specs(cfg, contexts, row_context)
+    log.info("contexts (%s): %s; members: %s", contexts.kind, ", ".join(contexts.names), ", ".join(s.name for s in specs))
+
+    rng = np.random.default_rng(cfg.seed)
+    image_fold = rng.permutation(len(paths)) % cfg.folds
+    row_fold = image_fold[idx["ref"]]
+    trainer = _MemberTrainer(cfg, features, paths, device, progress)
+    oof = {ZEROSHOT: margins(zeroshot, idx["ref"], idx["a"], idx["b"])}
+    weights, histories = {}, {}
+    trained = [s for s in specs if s.kind != "zeroshot"]
+    bar = tqdm(total=len(trained) * (cfg.folds + 1), desc="members", unit="fit", disable=not progress)
+    for spec in trained:
+        rows = np.ones(len(y), bool) if spec.context is None else row_context == spec.context
+        own = triplets.subset(rows)
+        weights[spec.name], _, histories[spec.name] = trainer.train(spec, own, cfg.seed, spec.name)
+        bar.update()
+        oof[spec.name] = np.empty(len(y), dtype=np.float32)
+        for fold in range(cfg.folds):
+            unseen = np.flatnonzero(image_fold == fold)
+            _, emb, _ = trainer.train(spec, own.subset(~own.touches(unseen)), cfg.seed + 1 + fold, f"{spec.name} fold {fold}")
+            rows_f = row_fold == fold
+            oof[spec.name][rows_f] = margins(emb, idx["ref"][rows_f], idx["a"][rows_f], idx["b"][rows_f])
+            bar.update()
+    bar.close()
+
+    names = [s.name for s in specs]
+    val_accuracy = _accuracy_table(oof, names, y, weight, row_context, contexts.names)
+    x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
+    ensemble, cv_pred = Ensemble.fit(x, (y > 0).astype(int), weight, row_fold, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
+
+    contexts.save(out)
+    save_members(out, specs, weights)
+    ensemble.save(out / "ensemble")
+    (out / RUN_FILE).write_text(json.dumps({"ctxsim": __version__, "backbone": cfg.backbone, "config": cfg.to_dict(),
+                                            "members": names, "contexts": contexts.names}, indent=1))
+    scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
+    metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    _write_report(scored, out / REPORT_DIR, metrics)
+    return metrics
+
+
+def _write_report(scored: pl.DataFrame, folder: Path, metrics: dict) -> None:
+    """The validation report of the run (out-of-fold predictions), kept apart from the model files."""
+    from ctxsim.reports.report import build_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scored.select(public_columns(scored)).write_parquet(folder / "oof_scored.parquet")
+    notes = {"validation": metrics["validation"], "combiner": metrics["ensemble"]["note"]}
+    build_report(scored, folder, title="ctxsim training run: out-of-fold validation", notes=notes)
+
+
+def _fit_contexts(df, ref_idx, zeroshot, cfg: TrainConfig) -> tuple[Contexts, np.ndarray]:
+    declared = df["context"].to_numpy() if "context" in df.columns and df["context"].null_count() < df.height else None
+    refs, first, counts = np.unique(ref_idx, return_index=True, return_counts=True)
+    per_ref = None if declared is None else declared[first]
+    if per_ref is not None:
+        per_ref = np.where(pl.Series(per_ref).is_null().to_numpy(), "unknown", per_ref)
+    contexts = fit_contexts(zeroshot[refs], per_ref, counts, cfg.contexts)
+    return contexts, contexts.membership(zeroshot[ref_idx], declared)
+
+
+def _member_specs(cfg: TrainConfig, contexts: Contexts, row_context: np.ndarray) -> list[MemberSpec]:
+    m = cfg.member
+    kind = dict(hidden=m.hidden) if m.kind == "head" else dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets))
+    specs = [MemberSpec(ZEROSHOT, "zeroshot"), MemberSpec(GLOBAL, m.kind, None, **kind)]
+    if len(contexts) > 1:
+        for c in contexts.names:
+            n = int((row_context == c).sum())
+            if n >= cfg.contexts.min_triplets:
+                specs.append(MemberSpec(context_member_name(c), m.kind, c, **kind))
+            else:
+                log.warning("context %s has %d triplets (< %d): no member of its own; others cover it", c, n, cfg.contexts.min_triplets)
+    return specs
+
+
+def _accuracy_table(oof, names, y, weight, row_context, context_names) -> np.ndarray:
+    """(M, K) out-of-fold accuracy of each member on each context (NaN where a context has no rows)."""
+    table = np.full((len(names), len(context_names)), np.nan)
+    for k, c in enumerate(context_names):
+        rows = (row_context == c) & (weight > 0)
+        if rows.any():
+            for m, name in enumerate(names):
+                table[m, k] = np.average(np.sign(oof[name][rows]) == np.sign(y[rows]), weights=weight[rows])
+    return table
+
+
+def _scored_frame(df, row_context, cv_pred, chosen, oof, names) -> pl.DataFrame:
+    p_a = cv_pred[chosen]
+    pred = np.where(p_a >= 0.5, "A", "B")
+    return df.drop("context", strict=False).with_columns(
+        pl.Series("context", row_context.astype(str)),
+        pl.Series("p_a", p_a),
+        pl.Series("pred", pred),
+        pl.Series("correct", pred == df["label"].to_numpy()),
+        *[pl.Series(f"margin_{n}", oof[n].astype(np.float64)) for n in names],
+        *[pl.Series(f"p_a_{n}", p) for n, p in cv_pred.items()],
+    )
+
+
+def _metrics(scored, names, cv_pred, ensemble, histories, n_images, seconds) -> dict:
+    from ctxsim.reports.metrics import AccuracyTally
+
+    def by_context(pred: pl.Series) -> list[dict]:
+        tally = AccuracyTally()
+        tally.update(scored.with_columns(pred.alias("pred"), (pred == scored["label"]).alias("correct")))
+        return tally.summary()
+
+    systems = {"ensemble": scored["pred"]} | {f"member:{n}": pl.Series(np.where(scored[f"margin_{n}"] > 0, "A", "B")) for n in names}
+    systems |= {f"baseline:{n}": pl.Series(np.where(p >= 0.5, "A", "B")) for n, p in cv_pred.items()}
+    return {
+        "validation": "out-of-fold, image-grouped (each triplet scored by models that never saw its reference image)",
+        "n_triplets": scored.height, "n_images": n_images, "seconds": round(seconds, 1),
+        "ensemble": ensemble.selection,
+        "accuracy": {name: by_context(pred) for name, pred in systems.items()},
+        "members": histories,
+    }

@@ -1,0 +1,181 @@
+"""The ensemble of a run: the stacker and every baseline combiner, and the one chosen to answer.
+
+All combiners are fitted on out-of-fold member margins. The combiner that answers is chosen by
+image-grouped cross-validation (folds grouped by the reference image's fold), because a learned
+stacker must beat plain majority vote on *new images*, not only the best member; when the stacker
+does not win, the run says so. Vote-share combiners are calibrated by Platt scaling of their
+cross-validated output (no intercept, so swapping A and B still gives ``1 - p``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctxsim.ensemble.baselines import MLPWeighted, MajorityVote, PCACredibility, SingleMember, fit_scale
+from ctxsim.ensemble.features import feature_names, stacking_features
+from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.stackers import SymmetricStacker
+
+log = logging.getLogger(__name__)
+
+STACKER = "stacker"
+_EPS = 1e-6
+
+
+@dataclass
+class EnsembleConfig:
+    stacker: str = "lightgbm"  # "lightgbm" or "logistic"
+    monotone: bool = True  # LightGBM: P(A) never falls as a member's margin for A grows
+    folds: int = 5  # image-grouped folds for out-of-fold margins and for choosing the combiner
+    select: str = "auto"  # "auto": best by image-grouped validation; or a combiner name to force
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class StackerCombiner:
+    """A :class:`SymmetricStacker` over :func:`stacking_features`."""
+
+    name = STACKER
+    needs_embeddings = False
+    calibrate = False
+
+    def __init__(self, estimator="lightgbm", val_accuracy: np.ndarray | None = None, monotone: bool = True, seed: int = 0):
+        self.estimator, self.val_accuracy, self.monotone, self.seed = estimator, val_accuracy, monotone, seed
+
+    def fit(self, x: EnsembleInputs, y, sample_weight=None):
+        self.model_ = SymmetricStacker(self.estimator, n_margins=x.margins.shape[1], monotone=self.monotone, random_state=self.seed)
+        self.model_.fit(stacking_features(x, self.val_accuracy), y, sample_weight)
+        return self
+
+    def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
+        return self.model_.predict_proba(stacking_features(x, self.val_accuracy))[:, 1]
+
+    def state(self) -> dict:
+        est = self.model_.estimator_
+        if hasattr(est, "booster_"):
+            return {"format": "lightgbm", "model": est.booster_.model_to_string(), "n_margins": self.model_.n_margins}
+        if hasattr(est, "coef_"):
+            return {"format": "linear", "coef": est.coef_, "intercept": est.intercept_, "n_margins": self.model_.n_margins}
+        raise TypeError(f"cannot save a {type(est).__name__} stacker without pickling; use lightgbm or logistic")
+
+    def load_state(self, state: dict) -> None:
+        self.model_ = SymmetricStacker(n_margins=int(state["n_margins"]))
+        if state["format"] == "lightgbm":
+            import lightgbm
+
+            self.model_.estimator_ = _BoosterClassifier(lightgbm.Booster(model_str=state["model"]))
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression()
+            lr.coef_, lr.intercept_, lr.classes_ = np.asarray(state["coef"]), np.asarray(state["intercept"]), np.array([0, 1])
+            self.model_.estimator_ = lr
+        self.model_.classes_ = np.array([0, 1])
+
+
+class _BoosterClassifier:
+    """A LightGBM booster loaded from its text model, with scikit-learn's ``predict_proba``."""
+
+    def __init__(self, booster):
+        self.booster_ = booster
+
+    def predict_proba(self, X):
+        p = self.booster_.predict(X, num_threads=0)
+        return np.column_stack([1 - p, p])
+
+
+def make_combiners(cfg: EnsembleConfig, val_accuracy: np.ndarray, seed: int = 0) -> dict:
+    combiners = [
+        StackerCombiner(cfg.stacker, val_accuracy, cfg.monotone, seed),
+        MajorityVote(),
+        PCACredibility(),
+        MLPWeighted(seed=seed),
+        SingleMember(name="best_member"),
+        SingleMember("global", name="global"),
+        SingleMember("zeroshot", name="zeroshot"),
+    ]
+    return {c.name: c for c in combiners}
+
+
+class Ensemble:
+    def __init__(self, combiners: dict, chosen: str, calibration: dict[str, float], member_names, context_names,
+                 val_accuracy: np.ndarray, selection: dict):
+        self.combiners, self.chosen, self.calibration = combiners, chosen, calibration
+        self.member_names, self.context_names = list(member_names), list(context_names)
+        self.val_accuracy, self.selection = val_accuracy, selection
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.combiners[self.chosen].needs_embeddings
+
+    def _calibrated(self, name: str, p: np.ndarray) -> np.ndarray:
+        scale = self.calibration.get(name)
+        return p if scale is None else 1.0 / (1.0 + np.exp(-scale * _logit(p)))
+
+    def predict(self, x: EnsembleInputs) -> np.ndarray:
+        return self._calibrated(self.chosen, self.combiners[self.chosen].predict_proba(x))
+
+    def predict_all(self, x: EnsembleInputs) -> dict[str, np.ndarray]:
+        return {n: self._calibrated(n, c.predict_proba(x)) for n, c in self.combiners.items() if x.ref_emb is not None or not c.needs_embeddings}
+
+    @classmethod
+    def fit(cls, x: EnsembleInputs, y: np.ndarray, weight: np.ndarray, groups: np.ndarray, val_accuracy: np.ndarray,
+            context_names, cfg: EnsembleConfig, seed: int = 0) -> tuple[Ensemble, dict[str, np.ndarray]]:
+        """Fit every combiner; return the ensemble and each combiner's image-grouped CV predictions."""
+        from sklearn.model_selection import GroupKFold
+
+        names = list(make_combiners(cfg, val_accuracy, seed))
+        cv_pred = {n: np.full(len(y), np.nan) for n in names}
+        n_folds = min(cfg.folds, len(np.unique(groups)))
+        for train, test in GroupKFold(n_folds).split(y, y, groups):
+            for name, combiner in make_combiners(cfg, val_accuracy, seed).items():
+                combiner.fit(x.subset(train), y[train], weight[train])
+                cv_pred[name][test] = combiner.predict_proba(x.subset(test))
+        cv_acc = {n: float(np.average((p >= 0.5) == (y == 1), weights=weight)) for n, p in cv_pred.items()}
+        chosen = cfg.select if cfg.select != "auto" else max(names, key=lambda n: (round(cv_acc[n], 4), n == STACKER))
+        vote_shares = [n for n, c in make_combiners(cfg, val_accuracy).items() if c.calibrate]
+        calibration = {n: fit_scale(_logit(cv_pred[n]), y, weight) for n in vote_shares}
+        combiners = {n: c.fit(x, y, weight) for n, c in make_combiners(cfg, val_accuracy, seed).items()}
+        note = (f"the stacker ({cfg.stacker}) was chosen by image-grouped validation" if chosen == STACKER else
+                f"{chosen} was chosen: the learned stacker ({cv_acc[STACKER]:.4f}) did not beat it ({cv_acc[chosen]:.4f}) "
+                f"in image-grouped validation")
+        log.info("ensemble: %s", note)
+        selection = {"chosen": chosen, "cv_accuracy": cv_acc, "note": note, "folds": n_folds}
+        ensemble = cls(combiners, chosen, calibration, x.member_names, context_names, val_accuracy, selection)
+        return ensemble, {n: ensemble._calibrated(n, p) for n, p in cv_pred.items()}
+
+    def save(self, folder: Path) -> None:
+        from safetensors.numpy import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"chosen": self.chosen, "calibration": self.calibration, "member_names": self.member_names,
+                "context_names": self.context_names, "val_accuracy": np.asarray(self.val_accuracy).tolist(),
+                "selection": self.selection, "feature_names": feature_names(self.member_names, self.context_names),
+                "combiners": {}}
+        for name, combiner in self.combiners.items():
+            state = combiner.state()
+            arrays = {k: np.ascontiguousarray(v) for k, v in state.items() if isinstance(v, np.ndarray)}
+            meta["combiners"][name] = {k: v for k, v in state.items() if k not in arrays}
+            if arrays:
+                save_file(arrays, str(folder / f"{name}.safetensors"))
+        (folder / "ensemble.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> Ensemble:
+        from safetensors.numpy import load_file
+
+        meta = json.loads((folder / "ensemble.json").read_text())
+        val_accuracy = np.asarray(meta["val_accuracy"], dtype=float)
+        combiners = make_combiners(EnsembleConfig(), val_accuracy)
+        for name, combiner in combiners.items():
+            arrays = folder / f"{name}.safetensors"
+            combiner.load_state({**meta["combiners"][name], **(load_file(str(arrays)) if arrays.exists() else {})})
+        return cls(combiners, meta["chosen"], meta["calibration"], meta["member_names"], meta["context_names"],
+                   val_accuracy, meta["selection"])

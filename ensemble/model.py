@@ -1,0 +1,56 @@
+"""A trained run folder as a comparator: contexts route references, members score, the ensemble combines."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ctxsim.comparator import Comparator
+from ctxsim.contexts.contexts import Contexts
+from ctxsim.ensemble.ensemble import Ensemble
+from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.members.member import ZEROSHOT, MemberSet
+
+_MEMBERSHIP = "_membership"  # per-image soft context membership, kept beside member embeddings
+
+
+class RunComparator(Comparator):
+    def __init__(self, folder: str | Path, *, baselines: bool = False, **kw):
+        super().__init__(**kw)
+        self.folder = Path(folder)
+        if not (self.folder / "run.json").exists():
+            raise FileNotFoundError(f"{self.folder} is not a ctxsim run folder (no run.json)")
+        self.run = json.loads((self.folder / "run.json").read_text())
+        self.contexts = Contexts.load(self.folder)
+        self.members = MemberSet(self.folder, self.run["backbone"])
+        self.ensemble = Ensemble.load(self.folder / "ensemble")
+        self.baselines = baselines
+        self.extra_columns = [f"p_a_{n}" for n in self.ensemble.combiners] if baselines else []
+
+    @property
+    def member_names(self) -> list[str]:
+        return self.members.names
+
+    def _image_data(self, paths):
+        data = self.members.embed(paths, self.cache, device=self.device, progress=self.progress)
+        data[_MEMBERSHIP] = self.contexts.membership(data[ZEROSHOT])
+        return data
+
+    def _inputs(self, margins: dict, ref: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
+        membership = self._data[_MEMBERSHIP][ref]
+        if "context" in chunk.columns:  # a declared, known context overrides the soft routing
+            known = {n: i for i, n in enumerate(self.contexts.names)}
+            declared = chunk["context"].replace_strict(known, default=-1, return_dtype=pl.Int64).to_numpy()
+            rows = np.flatnonzero(declared >= 0)
+            membership = membership.copy()
+            membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
+        emb = self._data[ZEROSHOT][ref] if with_embeddings else None
+        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref)
+
+    def _combine(self, margins, ref, chunk):
+        x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
+        context = pl.Series(np.asarray(self.contexts.names, dtype=object)[x.membership.argmax(axis=1)], dtype=pl.String)
+        extra = {f"p_a_{n}": p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
+        return self.ensemble.predict(x), context, extra

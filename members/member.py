@@ -1,0 +1,168 @@
+"""Members: the zero-shot backbone, head members (MLP on frozen features) and LoRA members.
+
+A member is described by a :class:`MemberSpec` and its weights (safetensors). :class:`MemberSet`
+evaluates every member of a run together: one backbone pass per image (cached), all head members
+as one batched product (:class:`StackedHeads`), and each LoRA member as its own backbone (merged
+adapters), on separate CUDA streams when there is a GPU.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ctxsim.members.backbones import Backbone, create_backbone
+from ctxsim.members.distances import l2_normalize
+from ctxsim.members.heads import ResidualHead, StackedHeads
+from ctxsim.members.training import MemberConfig, Triplets, fit, split_by_images
+
+log = logging.getLogger(__name__)
+
+ZEROSHOT, GLOBAL = "zeroshot", "global"
+
+
+def context_member_name(context: str) -> str:
+    return f"context-{context}"
+
+
+@dataclass
+class MemberSpec:
+    name: str
+    kind: str  # "zeroshot", "head" or "lora"
+    context: str | None = None  # None: trained on every context (or not trained)
+    hidden: int | None = None
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
+    lora_targets: list[str] | None = None
+
+
+def _split(triplets: Triplets, cfg: MemberConfig, seed: int) -> tuple[Triplets, Triplets]:
+    train, val = split_by_images(triplets, cfg.val_fraction, np.random.default_rng(seed))
+    if len(val) < cfg.min_val_triplets or len(train) == 0:
+        log.warning("only %d validation triplets: early stopping watches the training triplets", len(val))
+        return triplets, triplets
+    return train, val
+
+
+def train_head(features: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0, desc: str = "head",
+               progress: bool = True) -> tuple[ResidualHead, dict]:
+    """A residual MLP head on frozen features (rows of ``features`` are the image table)."""
+    torch.manual_seed(seed)
+    head = ResidualHead(features.shape[1], cfg.hidden)
+    train, val = _split(triplets, cfg, seed)
+    history = fit(head, lambda idx: head(features[idx]), train, val, cfg, seed=seed, desc=desc, progress=progress)
+    return head, history
+
+
+def lora_model(backbone: Backbone, cfg: MemberConfig):
+    """The backbone's network with LoRA adapters (peft) on ``cfg.lora_targets``; only they train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_targets), lora_dropout=0.0)
+    return get_peft_model(backbone.model, config)
+
+
+def train_lora(backbone_name: str, pixels: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0,
+               desc: str = "lora", progress: bool = True, device: str = "cpu", pretrained: bool = True):
+    """LoRA adapters on a fresh copy of the backbone; ``pixels`` are the preprocessed image table."""
+    torch.manual_seed(seed)
+    backbone = create_backbone(backbone_name, pretrained=pretrained)
+    model = lora_model(backbone, cfg).to(device).eval()  # eval: batch-norm statistics stay frozen
+    pixels = pixels.to(device)
+    train, val = _split(triplets, cfg, seed)
+    history = fit(model, lambda idx: F.normalize(model(pixels[idx.to(device)]), dim=-1).cpu(), train, val, cfg,
+                  seed=seed, desc=desc, progress=progress)
+    return model, history
+
+
+def lora_state(model) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def head_state(head: ResidualHead) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+
+
+def save_members(folder: Path, specs: list[MemberSpec], weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    from safetensors.torch import save_file
+
+    (folder / "members").mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        if spec.name in weights:
+            save_file(weights[spec.name], str(folder / "members" / f"{spec.name}.safetensors"))
+    (folder / "members.json").write_text(json.dumps([asdict(s) for s in specs], indent=1))
+
+
+class MemberSet:
+    """Every member of a run, evaluated together on a list of image paths."""
+
+    def __init__(self, folder: Path, backbone_name: str, *, pretrained: bool = True):
+        from safetensors.torch import load_file
+
+        self.specs = [MemberSpec(**d) for d in json.loads((folder / "members.json").read_text())]
+        self.backbone = create_backbone(backbone_name, pretrained=pretrained)
+        heads, self.lora_backbones = [], {}
+        self.head_names = []
+        for spec in self.specs:
+            path = folder / "members" / f"{spec.name}.safetensors"
+            if spec.kind == "head":
+                head = ResidualHead(self.backbone.feature_dim, spec.hidden)
+                head.load_state_dict(load_file(str(path)))
+                heads.append(head)
+                self.head_names.append(spec.name)
+            elif spec.kind == "lora":
+                self.lora_backbones[spec.name] = _merged_lora_backbone(backbone_name, spec, path, pretrained)
+        self.stacked = StackedHeads(heads).eval() if heads else None
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def embed(self, paths: list[str], cache, *, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
+        from ctxsim.embeddings import embed_images
+
+        feats = embed_images(paths, self.backbone, cache, device=device, progress=progress)
+        out = {ZEROSHOT: l2_normalize(feats)}
+        if self.stacked is not None:
+            with torch.inference_mode():
+                stacked = self.stacked.to(device)(torch.as_tensor(feats, device=device)).cpu().numpy()
+            out.update(zip(self.head_names, stacked))
+        out.update(self._embed_lora(paths, cache, device, progress))
+        return {s.name: out[s.name] for s in self.specs}
+
+    def _embed_lora(self, paths, cache, device, progress) -> dict[str, np.ndarray]:
+        from ctxsim.embeddings import embed_images
+
+        if not self.lora_backbones:
+            return {}
+        if not device.startswith("cuda"):
+            return {n: l2_normalize(embed_images(paths, b, cache, device=device, progress=progress)) for n, b in self.lora_backbones.items()}
+        # One CUDA stream per LoRA member: their backbone passes overlap on the GPU.
+        results, streams = {}, {n: torch.cuda.Stream() for n in self.lora_backbones}
+        for name, backbone in self.lora_backbones.items():
+            with torch.cuda.stream(streams[name]):
+                results[name] = embed_images(paths, backbone, cache, device=device, progress=progress)
+        torch.cuda.synchronize()
+        return {n: l2_normalize(v) for n, v in results.items()}
+
+
+def _merged_lora_backbone(backbone_name: str, spec: MemberSpec, path: Path, pretrained: bool) -> Backbone:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    backbone = create_backbone(backbone_name, pretrained=pretrained)
+    cfg = MemberConfig(kind="lora", lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_targets=spec.lora_targets)
+    model = lora_model(backbone, cfg)
+    state = load_file(str(path))
+    set_peft_model_state_dict(model, state)
+    digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()[:16]
+    merged = Backbone(spec.name, model.merge_and_unload(), backbone.preprocess, backbone.feature_dim, f"{backbone.cache_key}+lora-{digest}")
+    return merged.eval()
