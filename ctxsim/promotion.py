@@ -1,0 +1,435 @@
+"""``ctxsim promote``: move the ``champion`` alias to a candidate version only through a gate.
+
+The candidate and the current champion score the same held-out labelled triplets (``--eval``).
+Per triplet each model is right or wrong; let ``n`` be the labelled triplets,
+``b`` those the champion gets right and the candidate wrong, ``c`` the reverse (the discordant pairs).
+The candidate is promoted only if all three hold:
+
+1. **No significant loss (exact one-sided McNemar).** Under "the models are equally good" each
+   discordant pair is a fair coin, so ``b ~ Binomial(b + c, 1/2)``. The test that the candidate is
+   worse, ``p = P(X >= b)`` (``scipy.stats.binomtest(b, b + c, 0.5, alternative="greater")``;
+   ``p = 1`` when ``b + c = 0``), must NOT reject: ``p >= alpha`` (default 0.05).
+2. **No loss in the point estimate beyond epsilon.** ``acc(candidate) >= acc(champion) - epsilon``,
+   i.e. ``(c - b) / n >= -epsilon`` (default 0.005): a candidate that loses more than half a point
+   is refused even when the eval set is too small for the test to notice.
+3. **No context regresses by more than the tolerance.** For every context with labelled triplets,
+   ``acc_k(candidate) >= acc_k(champion) - tolerance`` (default 0.02). Contexts are the eval CSV's
+   declared ``context`` column; rows without one take the context the candidate routes them to.
+
+Rates are compared with a slack of 1e-9, so a loss of exactly epsilon (or exactly the tolerance)
+passes and float rounding decides nothing.
+When the model has no champion yet, the candidate becomes the champion (its numbers are still
+recorded). The decision, the numbers and the comparison (``promotion.json``, ``promotion.md``,
+both scored CSVs and the candidate's HTML report) are recorded whether it passes or not: as tags
+``promotion.*`` on the candidate version and as artifacts of a ``promote NAME vN`` MLflow run.
+``--dry-run`` scores and decides but records nothing and moves nothing.
+
+Exit codes: 0 promoted (or: would be, with ``--dry-run``; or already the champion),
+:data:`EXIT_REFUSED` (3) refused by the gate, 2 bad input (unknown model or version, invalid eval CSV,
+no labelled triplets, a threshold out of range).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
+
+log = logging.getLogger(__name__)
+
+#: Exit code of ``ctxsim promote`` when the gate refuses the candidate.
+EXIT_REFUSED = 3
+#: Significance level of the one-sided McNemar test that the candidate is worse.
+DEFAULT_ALPHA = 0.05
+#: Largest overall accuracy loss (point estimate) still accepted.
+DEFAULT_EPSILON = 0.005
+#: Largest accuracy loss accepted in any one context.
+DEFAULT_TOLERANCE = 0.02
+#: Slack of every comparison of rates, so exact ties are not decided by float rounding.
+SLACK = 1e-9
+
+PROMOTE_DESCRIPTION = (
+    "Score the candidate version and the current champion on the same held-out labelled triplets and move the "
+    "champion alias only if the candidate is not worse overall (exact one-sided McNemar test of 'candidate worse' "
+    "does not reject at alpha, and its accuracy >= the champion's - epsilon) and no context loses more than the "
+    "tolerance. With no champion yet, the candidate becomes the champion. The decision is recorded on the version.")
+
+PROMOTED, REFUSED, FIRST, ALREADY = "promoted", "refused", "promoted (first champion)", "already champion"
+
+
+# -- the gate (pure) ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairedCounts:
+    """Agreement of two models on the same triplets: both right, only one right, both wrong."""
+
+    both: int
+    candidate_only: int
+    champion_only: int
+    neither: int
+
+    @classmethod
+    def of(cls, candidate_correct, champion_correct) -> PairedCounts:
+        cand, champ = np.asarray(candidate_correct, bool), np.asarray(champion_correct, bool)
+        if cand.shape != champ.shape:
+            raise ValueError(f"paired results differ in length: {cand.shape} vs {champ.shape}")
+        return cls(int((cand & champ).sum()), int((cand & ~champ).sum()), int((~cand & champ).sum()), int((~cand & ~champ).sum()))
+
+    @property
+    def n(self) -> int:
+        return self.both + self.candidate_only + self.champion_only + self.neither
+
+    @property
+    def discordant(self) -> int:
+        return self.candidate_only + self.champion_only
+
+    @property
+    def candidate_accuracy(self) -> float:
+        return (self.both + self.candidate_only) / self.n if self.n else math.nan
+
+    @property
+    def champion_accuracy(self) -> float:
+        return (self.both + self.champion_only) / self.n if self.n else math.nan
+
+    @property
+    def delta(self) -> float:
+        """Candidate minus champion accuracy."""
+        return (self.candidate_only - self.champion_only) / self.n if self.n else math.nan
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"n": self.n, "discordant": self.discordant, "candidate_accuracy": self.candidate_accuracy,
+                               "champion_accuracy": self.champion_accuracy, "delta": self.delta}
+
+
+def mcnemar_worse_pvalue(candidate_only: int, champion_only: int) -> float:
+    """Exact one-sided McNemar p-value of "the candidate is worse": P(X >= champion_only), X ~ Bin(discordant, 1/2)."""
+    discordant = candidate_only + champion_only
+    if discordant == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(champion_only, discordant, 0.5, alternative="greater").pvalue)
+
+
+@dataclass(frozen=True)
+class ContextCheck:
+    context: str
+    counts: PairedCounts
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.counts.delta >= -self.tolerance - SLACK
+
+    def as_dict(self) -> dict:
+        return {"context": self.context, **self.counts.as_dict(), "tolerance": self.tolerance, "passed": self.passed}
+
+
+@dataclass
+class GateDecision:
+    """The gate's verdict and every number it used."""
+
+    promote: bool
+    reasons: list[str]
+    overall: PairedCounts
+    p_value: float
+    alpha: float
+    epsilon: float
+    tolerance: float
+    contexts: list[ContextCheck] = field(default_factory=list)
+    compared: bool = True  # False: no champion to compare with
+
+    def as_dict(self) -> dict:
+        return {"promote": self.promote, "reasons": self.reasons, "compared": self.compared,
+                "rule": {"alpha": self.alpha, "epsilon": self.epsilon, "tolerance": self.tolerance},
+                "overall": self.overall.as_dict() | {"p_value_candidate_worse": self.p_value},
+                "contexts": [c.as_dict() for c in self.contexts]}
+
+
+class ThresholdError(ValueError):
+    """alpha, tolerance or epsilon out of range (bad input: exit code 2)."""
+
+
+def check_thresholds(alpha: float, tolerance: float, epsilon: float) -> None:
+    if not 0 < alpha < 1:
+        raise ThresholdError(f"--alpha must be between 0 and 1, got {alpha}")
+    if not 0 <= tolerance < 1 or not 0 <= epsilon < 1:
+        raise ThresholdError(f"--tolerance and --epsilon must be in [0, 1), got {tolerance} and {epsilon}")
+
+
+def evaluate_gate(candidate_correct, champion_correct, contexts, *, alpha: float = DEFAULT_ALPHA,
+                  tolerance: float = DEFAULT_TOLERANCE, epsilon: float = DEFAULT_EPSILON) -> GateDecision:
+    """Apply the rule of the module docstring to per-triplet correctness of both models and each triplet's context."""
+    check_thresholds(alpha, tolerance, epsilon)
+    cand, champ = np.asarray(candidate_correct, bool), np.asarray(champion_correct, bool)
+    ctx = np.asarray(contexts, dtype=object)
+    if not (len(cand) == len(champ) == len(ctx)):
+        raise ValueError("candidate, champion and contexts must have one entry per triplet")
+    if len(cand) == 0:
+        raise ValueError("no labelled triplets to compare on")
+    overall = PairedCounts.of(cand, champ)
+    p = mcnemar_worse_pvalue(overall.candidate_only, overall.champion_only)
+    checks = [ContextCheck(str(k), PairedCounts.of(cand[ctx == k], champ[ctx == k]), tolerance) for k in sorted(set(ctx.tolist()), key=str)]
+    reasons = []
+    if p < alpha:
+        reasons.append(f"significantly worse overall: McNemar one-sided p = {p:.4g} < alpha {alpha} "
+                       f"({overall.champion_only} triplets only the champion gets right, {overall.candidate_only} only the candidate)")
+    if overall.delta < -epsilon - SLACK:
+        reasons.append(f"overall accuracy {overall.candidate_accuracy:.4f} < champion {overall.champion_accuracy:.4f} - epsilon {epsilon}")
+    for c in checks:
+        if not c.passed:
+            reasons.append(f"context {c.context}: accuracy {c.counts.candidate_accuracy:.4f} < champion "
+                           f"{c.counts.champion_accuracy:.4f} - tolerance {tolerance} (n = {c.counts.n})")
+    return GateDecision(not reasons, reasons or ["not worse overall (test and point estimate) and no context regresses beyond the tolerance"],
+                        overall, p, alpha, epsilon, tolerance, checks)
+
+
+def first_champion(candidate_correct, contexts, *, alpha: float = DEFAULT_ALPHA, tolerance: float = DEFAULT_TOLERANCE,
+                   epsilon: float = DEFAULT_EPSILON) -> GateDecision:
+    """No champion yet: the candidate is promoted; its own accuracy is what is recorded."""
+    decision = evaluate_gate(candidate_correct, candidate_correct, contexts, alpha=alpha, tolerance=tolerance, epsilon=epsilon)
+    decision.promote, decision.compared, decision.reasons = True, False, ["no champion yet: the first version becomes the champion"]
+    return decision
+
+
+# -- the comparison report -------------------------------------------------------------------------------
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def render_markdown(record: dict) -> str:
+    """The comparison as Markdown (``promotion.md``) from the record :func:`promote` builds."""
+    g, cand, champ = record["gate"], record["candidate"], record.get("champion")
+    o = g["overall"]
+    lines = [f"# Promotion of {record['model']} version {cand['version']}: {record['decision']}", "",
+             f"- champion: {'version ' + champ['version'] if champ else 'none'}",
+             f"- eval: {', '.join(record['eval']['files'])} ({o['n']} labelled triplets, digest {record['eval']['digest'][:16]})",
+             f"- rule: one-sided exact McNemar p >= alpha {g['rule']['alpha']}; overall loss <= epsilon {g['rule']['epsilon']}; "
+             f"per-context loss <= tolerance {g['rule']['tolerance']}",
+             f"- dry run: {'yes' if record['dry_run'] else 'no'}", "", "## Reasons", ""]
+    lines += [f"- {r}" for r in g["reasons"]]
+    lines += ["", "## Overall", "", "| | candidate | champion |", "| --- | --- | --- |",
+              f"| accuracy | {_pct(o['candidate_accuracy'])} | {_pct(o['champion_accuracy']) if g['compared'] else 'n/a'} |", ""]
+    if g["compared"]:
+        lines += [f"Both right {o['both']}, only the candidate {o['candidate_only']}, only the champion {o['champion_only']}, "
+                  f"both wrong {o['neither']}; one-sided McNemar p (candidate worse) = {o['p_value_candidate_worse']:.4g}.", ""]
+    lines += ["## Per context", "", "| context | n | candidate | champion | delta | within tolerance |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in g["contexts"]:
+        champ_acc = _pct(c["champion_accuracy"]) if g["compared"] else "n/a"
+        delta = f"{100 * c['delta']:+.2f} pt" if g["compared"] else "n/a"
+        lines.append(f"| {c['context']} | {c['n']} | {_pct(c['candidate_accuracy'])} | {champ_acc} | {delta} | {'yes' if c['passed'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- scoring and the flow (IO) -----------------------------------------------------------------------------
+def eval_digest(csvs) -> str:
+    import hashlib
+
+    from ctxsim.tracking import as_paths
+
+    h = hashlib.sha256()
+    for path in as_paths(csvs):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
+def read_eval(csvs, images=None):
+    """The eval triplets' labels and declared contexts (validated; :class:`InputError` when unusable)."""
+    from ctxsim.triplets import read_triplets
+
+    frame = read_triplets(csvs, images, require_label=True, check_images=False)
+    if frame["label"].is_null().all():
+        raise InputError([Problem(", ".join(map(str, [csvs] if isinstance(csvs, (str, os.PathLike)) else csvs)),
+                                  "no labelled triplets: the gate compares accuracies", column="label")])
+    return frame
+
+
+def score_version(name: str, version: str, csvs, images, out_csv: Path, device: str = "cpu"):
+    """Score the eval CSVs with one registered version into ``out_csv``; returns the scored frame (as text)."""
+    import polars as pl
+
+    from ctxsim.comparator import load_comparator
+    from ctxsim.registry import download_run
+    from ctxsim.scoring import compare_files
+
+    comparator = load_comparator(str(download_run(f"models:/{name}/{version}")), device=device, progress=False)
+    compare_files(comparator, csvs, out_csv, images, progress=False)
+    return pl.read_csv(out_csv, infer_schema_length=0)
+
+
+@dataclass
+class PromotionResult:
+    decision: str  # PROMOTED, REFUSED, FIRST or ALREADY
+    record: dict
+    out_dir: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REFUSED if self.decision == REFUSED else 0
+
+
+def promote(name: str, candidate: str, eval_csvs, images=None, *, alpha: float = DEFAULT_ALPHA,
+            tolerance: float = DEFAULT_TOLERANCE, epsilon: float = DEFAULT_EPSILON, dry_run: bool = False,
+            report: bool = True, out: str | os.PathLike | None = None, device: str = "cpu") -> PromotionResult:
+    """Score ``candidate`` and the champion of ``name`` on ``eval_csvs``, decide, record, and move the alias.
+
+    Raises :class:`ctxsim.registry.RegistryError` (unknown name/version), :class:`InputError` (bad eval
+    CSV) or :class:`ThresholdError` before anything is recorded. ``out`` keeps the comparison files.
+    """
+    from ctxsim import registry
+
+    check_thresholds(alpha, tolerance, epsilon)
+    cand_mv = registry.get_version(name, candidate)
+    candidate = str(cand_mv.version)
+    champ_mv = registry.champion(name)
+    base = {"model": name, "candidate": registry.version_summary(cand_mv), "dry_run": dry_run,
+            "champion": registry.version_summary(champ_mv) if champ_mv else None}
+    frame = read_eval(eval_csvs, images)
+    if champ_mv is not None and str(champ_mv.version) == candidate:
+        log.info("%s version %s is already the champion", name, candidate)
+        return PromotionResult(ALREADY, base | {"decision": ALREADY})
+    files = [str(p) for p in ([eval_csvs] if isinstance(eval_csvs, (str, os.PathLike)) else eval_csvs)]
+    keep = Path(out) if out is not None else None
+    with tempfile.TemporaryDirectory(prefix="ctxsim-promote-") as tmp:
+        work = keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        scored = score_version(name, candidate, eval_csvs, images, work / "candidate_scored.csv", device)
+        if scored.height != frame.height:
+            raise RuntimeError(f"the candidate scored {scored.height} of the {frame.height} eval rows")
+        labelled = frame["label"].is_not_null().to_numpy()
+        label = frame["label"].to_numpy()[labelled]
+        declared = frame["context"].to_numpy()[labelled] if "context" in frame.columns else np.full(labelled.sum(), None)
+        routed = scored["context"].to_numpy()[labelled]
+        contexts = np.where(np.asarray([d is None for d in declared]), routed, declared)
+        cand_ok = scored["pred"].to_numpy()[labelled] == label
+        thresholds = dict(alpha=alpha, tolerance=tolerance, epsilon=epsilon)
+        if champ_mv is None:
+            gate = first_champion(cand_ok, contexts, **thresholds)
+        else:
+            champ = score_version(name, str(champ_mv.version), eval_csvs, images, work / "champion_scored.csv", device)
+            if champ.height != frame.height:
+                raise RuntimeError(f"the champion scored {champ.height} of the {frame.height} eval rows")
+            gate = evaluate_gate(cand_ok, champ["pred"].to_numpy()[labelled] == label, contexts, **thresholds)
+        decision = (FIRST if not gate.compared else PROMOTED) if gate.promote else REFUSED
+        record = base | {"decision": decision, "gate": gate.as_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "eval": {"files": files, "digest": eval_digest(eval_csvs), "rows": frame.height,
+                                  "labelled": int(labelled.sum()), "images": None if images is None else str(images)}}
+        (work / "promotion.json").write_text(json.dumps(record, indent=1, default=str))
+        (work / "promotion.md").write_text(render_markdown(record))
+        if report:
+            _candidate_report(work, name, candidate, frame, scored)
+        log.info("%s version %s: %s (%s)", name, candidate, decision, "; ".join(gate.reasons))
+        if not dry_run:
+            _record(name, candidate, champ_mv, record, gate, work, eval_csvs)
+        return PromotionResult(decision, record, keep)
+
+
+def _candidate_report(work: Path, name: str, version: str, frame, scored) -> None:
+    """The reports/ HTML of the candidate's scores, its images found through the eval rows' resolved paths."""
+    from ctxsim.reports.report import build_report
+    from ctxsim.triplets import IMAGE_COLUMNS, PATH
+
+    try:
+        build_report(scored.hstack(frame.select([PATH[c] for c in IMAGE_COLUMNS])), work / "candidate_report",
+                     title=f"{name} version {version} on the promotion eval set", source=str(work / "candidate_scored.csv"))
+    except Exception as err:  # the HTML report is a by-product: the decision stands without it
+        log.warning("the candidate's report could not be built: %s", err)
+
+
+def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecision, work: Path, eval_csvs) -> None:
+    from ctxsim import registry
+    from ctxsim.tracking import safe_name
+
+    now, before = registry.champion(name), champ_mv
+    if (now and str(now.version)) != (before and str(before.version)):  # another promotion ran meanwhile
+        raise RuntimeError(f"the champion of {name} moved to version {now.version if now else 'none'} during the comparison: "
+                           "run promote again")
+    o = gate.overall
+    tags = {"decision": record["decision"], "reasons": "; ".join(gate.reasons), "time": record["created"],
+            "champion_version": str(champ_mv.version) if champ_mv else "none",
+            "candidate_accuracy": f"{o.candidate_accuracy:.4f}", "eval_triplets": str(o.n),
+            "eval_digest": record["eval"]["digest"], "rule": json.dumps(record["gate"]["rule"])}
+    metrics = {"candidate_accuracy": o.candidate_accuracy}
+    metrics |= {f"candidate_accuracy/{c.context}": c.counts.candidate_accuracy for c in gate.contexts}
+    if gate.compared:
+        tags |= {"champion_accuracy": f"{o.champion_accuracy:.4f}", "p_value": f"{gate.p_value:.4g}",
+                 "discordant": f"{o.candidate_only}/{o.champion_only}"}
+        metrics |= {"champion_accuracy": o.champion_accuracy, "delta": o.delta, "p_value": gate.p_value,
+                    "candidate_only": o.candidate_only, "champion_only": o.champion_only}
+        metrics |= {f"delta/{c.context}": c.counts.delta for c in gate.contexts}
+    metrics = {safe_name(k): v for k, v in metrics.items() if v == v}
+    artifacts = [(work / "promotion.json", None), (work / "promotion.md", None), (work / "candidate_scored.csv", "scored"),
+                 (work / "champion_scored.csv", "scored"), (work / "candidate_report", "candidate_report")]
+    run_id = registry.record_promotion(name, candidate, tags, metrics, artifacts, eval_csvs)
+    log.info("recorded the decision on %s version %s (promotion run %s)", name, candidate, run_id)
+    if not gate.promote:
+        return
+    registry.set_champion(name, candidate)
+    if champ_mv is not None:
+        registry.client().set_model_version_tag(name, str(champ_mv.version), "promotion.superseded_by", candidate)
+
+
+# -- the command -------------------------------------------------------------------------------------------
+def _cmd_promote(args) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from ctxsim.console import print_table
+    from ctxsim.registry import RegistryError
+
+    try:
+        check_thresholds(args.alpha, args.tolerance, args.epsilon)
+        result = promote(args.name, args.candidate, args.eval, args.images, alpha=args.alpha, tolerance=args.tolerance,
+                         epsilon=args.epsilon, dry_run=args.dry_run, report=not args.no_report, out=args.out, device=args.device)
+    except (RegistryError, ThresholdError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except MlflowException as err:  # e.g. the tracking server cannot be reached
+        print(f"error: MLflow: {err.message}", file=sys.stderr)
+        return 1
+    record = result.record
+    if "gate" in record:
+        g = record["gate"]
+        rows = [{"context": c["context"], "n": c["n"], "candidate": c["candidate_accuracy"],
+                 "champion": c["champion_accuracy"] if g["compared"] else None,
+                 "delta": c["delta"] if g["compared"] else None, "ok": "yes" if c["passed"] else "NO"}
+                for c in g["contexts"]]
+        o = g["overall"]
+        rows.append({"context": "(all)", "n": o["n"], "candidate": o["candidate_accuracy"],
+                     "champion": o["champion_accuracy"] if g["compared"] else None, "delta": o["delta"] if g["compared"] else None,
+                     "ok": f"p={o['p_value_candidate_worse']:.3g}" if g["compared"] else ""})
+        champ = record["champion"]["version"] if record["champion"] else "none"
+        print_table(rows, ["context", "n", "candidate", "champion", "delta", "ok"],
+                    title=f"{args.name}: candidate v{record['candidate']['version']} vs champion {champ}")
+        for reason in g["reasons"]:
+            print(f"- {reason}")
+    verb = "would be " if args.dry_run and result.decision in (PROMOTED, FIRST) else ""
+    print(f"{args.name} version {record['candidate']['version']}: {verb}{result.decision}{' (dry run: nothing recorded)' if args.dry_run else ''}")
+    return result.exit_code
+
+
+def add_promote_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``promote`` on the ``ctxsim`` command's subparsers."""
+    p = subparsers.add_parser("promote", help="move the champion alias to a registered version only if it passes the gate",
+                              description=PROMOTE_DESCRIPTION, epilog=f"exit codes: 0 promoted (or would be, with --dry-run), "
+                              f"{EXIT_REFUSED} refused, {EXIT_INVALID_INPUT} bad input")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--candidate", required=True, metavar="VERSION", help="the version to promote (a number, or latest)")
+    p.add_argument("--eval", required=True, nargs="+", metavar="CSV", help="held-out labelled triplet CSVs")
+    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"one-sided McNemar level (default {DEFAULT_ALPHA})")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help=f"largest per-context accuracy loss (default {DEFAULT_TOLERANCE})")
+    p.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help=f"largest overall accuracy loss (default {DEFAULT_EPSILON})")
+    p.add_argument("--dry-run", action="store_true", help="decide and print; record nothing, move nothing")
+    p.add_argument("--no-report", action="store_true", help="skip the candidate's HTML report")
+    p.add_argument("--out", help="keep the comparison files (promotion.json/.md, scored CSVs, report) in this folder")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_promote)

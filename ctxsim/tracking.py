@@ -1,0 +1,376 @@
+"""Training runs in MLflow: parameters, metrics, datasets, the report and the model, after ``train_run``.
+
+One MLflow run per training run (named after the run folder), in the experiment
+``$MLFLOW_EXPERIMENT_NAME`` (default ``ctxsim``) of the tracking store ``$MLFLOW_TRACKING_URI``
+(default: the SQLite database ``sqlite:///mlflow.db`` in the working directory, artifacts in
+``mlruns/`` beside the database; an ``http://`` address of a real ``mlflow server`` works the same
+way, and the server decides where artifacts go). It records:
+
+- parameters: the training config flattened (``member.epochs``, ``contexts.k``, ...) and the data sizes;
+- metrics: out-of-fold accuracy, its 95% interval and the labelled count, for the ensemble, every
+  member and every baseline, overall (``ensemble/accuracy``) and per context
+  (``ensemble/context/<name>/accuracy``);
+- one nested run per member, with its training history as step metrics (``val_accuracy`` per
+  epoch, epoch 0 being before training; ``train_loss`` per epoch) and its own accuracies;
+- datasets: every training CSV as an MLflow dataset (with its digest), logged as a ``training`` input;
+- code version: ``ctxsim.version`` and the git commit (``mlflow.source.git.commit``) when known;
+- artifacts: ``metrics.json``, ``run.json`` and the run's report folder (``report/``: the out-of-fold
+  validation report and predictions);
+- the model: the run folder as one pyfunc model (:mod:`ctxsim.mlflow_model`), registered as a new
+  version of ``register`` when given (:func:`ctxsim.registry.register_version`).
+
+mlflow is imported inside the functions: importing this module is cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ctxsim import __version__
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "ctxsim"
+#: Folder beside a SQLite database where its experiments keep their artifacts.
+ARTIFACT_FOLDER = "mlruns"
+#: Name of the logged model inside the training run.
+MODEL_NAME = "model"
+#: Run-folder entries left out of the model (they are logged beside it as run artifacts).
+NOT_IN_MODEL = ("oof_scored.csv", "report")
+#: File name of the model's code (MLflow "models from code") inside the model.
+MODEL_CODE_FILE = "ctxsim_model.py"
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+#: Name the overall row of a per-context summary has in metrics.json.
+OVERALL = "(all)"
+#: Per-context statistics logged as metrics.
+STATS = ("accuracy", "ci_low", "ci_high", "labelled")
+#: Metrics and params sent per request (MLflow's limits are 1000 and 100).
+BATCH_METRICS, BATCH_PARAMS = 1000, 100
+#: MLflow keeps at most this many characters of a parameter value.
+MAX_PARAM_CHARS = 6000
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the SQLite database ``mlflow.db`` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def use_tracking_store() -> str:
+    """Point mlflow at :func:`tracking_uri` (read again on every call) and return it."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def sqlite_artifact_root(uri: str) -> Path | None:
+    """``<database folder>/mlruns`` for a ``sqlite:///`` store (None for others: a server decides)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(urllib.parse.unquote(uri.removeprefix("sqlite:///"))).resolve().parent / ARTIFACT_FOLDER
+
+
+def use_experiment(name: str | None = None):
+    """Make ``name`` (default :func:`experiment_name`) the active experiment, creating it when missing;
+    with a SQLite store its artifacts go beside the database, not into the working directory."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = name or experiment_name()
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name(name) is None:
+        root = sqlite_artifact_root(tracking_uri())
+        try:
+            client.create_experiment(name, artifact_location=None if root is None else (root / safe_name(name).replace("/", "_")).as_uri())
+        except MlflowException as err:
+            if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":  # another process created it first
+                raise
+    return mlflow.set_experiment(name)
+
+
+# -- names --------------------------------------------------------------------------------------------
+def safe_name(text: str) -> str:
+    """``text`` with every character MLflow refuses in a metric or tag key replaced by ``_`` (and no
+    empty, ``.`` or ``..`` path segment, which MLflow refuses too)."""
+    text = re.sub(r"[^\w\-. :/]", "_", str(text))
+    return "/".join(seg if seg.strip(".") else "_" for seg in text.split("/"))
+
+
+def metric_key(system: str, context: str, stat: str) -> str:
+    """``ensemble/accuracy`` overall, ``ensemble/context/shoes/accuracy`` per context."""
+    if context == OVERALL:
+        return f"{safe_name(system)}/{stat}"
+    return f"{safe_name(system)}/context/{safe_name(context).replace('/', '_')}/{stat}"
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"member.epochs": "2", ...}`` (lists joined by commas)."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}.")
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            out[name] = text[:MAX_PARAM_CHARS]
+    return out
+
+
+def accuracy_metrics(rows: list[dict], system: str) -> dict[str, float]:
+    """Metrics of one system's per-context summary rows (``metrics["accuracy"][system]``)."""
+    out = {}
+    for row in rows:
+        for stat in STATS:
+            value = row.get(stat)
+            if value is not None and value == value:  # skip missing and NaN
+                out[metric_key(system, row["context"], stat)] = float(value)
+    return out
+
+
+# -- code and data --------------------------------------------------------------------------------------
+def code_tags() -> dict[str, str]:
+    """ctxsim's version and, when ctxsim runs from a git checkout, its commit and whether it was dirty."""
+    tags = {"ctxsim.version": __version__}
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                                   capture_output=True, text=True, timeout=10)
+            tags["ctxsim.git_dirty"] = str(bool(dirty.stdout.strip())).lower()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+def as_paths(csvs) -> list[Path]:
+    return [Path(csvs)] if isinstance(csvs, (str, os.PathLike)) else [Path(c) for c in csvs]
+
+
+def log_datasets(csvs, context: str = "training") -> list[str]:
+    """Log every CSV as an MLflow dataset input of the active run; returns their digests."""
+    import mlflow
+    import polars as pl
+
+    digests = []
+    for path in as_paths(csvs):
+        frame = pl.read_csv(path, infer_schema_length=0)  # as text: the digest is of the file's values
+        dataset = mlflow.data.from_polars(frame, source=str(path.resolve()), name=path.name,
+                                          targets="label" if "label" in frame.columns else None)
+        mlflow.log_input(dataset, context=context)
+        digests.append(dataset.digest)
+    return digests
+
+
+# -- logging --------------------------------------------------------------------------------------------
+def log_batch(run_id: str, metrics: dict[str, float] | None = None, params: dict[str, str] | None = None,
+              steps: dict[str, Sequence[float]] | None = None) -> None:
+    """Metrics (step 0), params and step series (``name -> values``, step = index) in few requests."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    entries = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+    for name, values in (steps or {}).items():
+        entries += [Metric(name, float(v), now, step) for step, v in values if v == v]
+    client = MlflowClient()
+    for i in range(0, len(entries), BATCH_METRICS):
+        client.log_batch(run_id, metrics=entries[i:i + BATCH_METRICS])
+    items = [Param(k, v) for k, v in (params or {}).items()]
+    for i in range(0, len(items), BATCH_PARAMS):
+        client.log_batch(run_id, params=items[i:i + BATCH_PARAMS])
+
+
+def _member_histories(metrics: dict) -> dict[str, dict]:
+    """Every member: its training history (none for the zero-shot one) and its accuracy rows."""
+    members = {name.removeprefix("member:"): {"accuracy": rows, "history": {}}
+               for name, rows in metrics.get("accuracy", {}).items() if name.startswith("member:")}
+    for name, history in metrics.get("members", {}).items():
+        members.setdefault(name, {"accuracy": [], "history": {}})["history"] = history
+    return members
+
+
+def log_member_run(name: str, accuracy: list[dict], history: dict) -> str:
+    """A nested run for one member: its history as step metrics, its out-of-fold accuracies."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"member:{name}", nested=True) as run:
+        mlflow.set_tag("ctxsim.member", name)
+        steps = {"val_accuracy": list(enumerate(history.get("val_accuracy", []))),
+                 "train_loss": [(epoch, v) for epoch, v in enumerate(history.get("train_loss", []), start=1)]}
+        params = {k: str(history[k]) for k in ("best_epoch",) if k in history}
+        values = accuracy_metrics(accuracy, "oof")
+        if "best_val_accuracy" in history:
+            values["best_val_accuracy"] = history["best_val_accuracy"]
+        log_batch(run.info.run_id, values, params, steps)
+        return run.info.run_id
+
+
+def build_training_report(run_dir: Path, metrics: dict, out: Path, images=None) -> Path:
+    """The report of the out-of-fold scored triplets (every member, baseline and the ensemble)."""
+    from ctxsim.reports.report import build_report
+    from ctxsim.reports.scored import read_scored
+
+    scored = read_scored(run_dir / "oof_scored.csv", images)
+    notes = {"validation": metrics.get("validation"), "ensemble": metrics.get("ensemble", {}).get("note")}
+    build_report(scored, out, title=f"ctxsim training run {run_dir.name} (out-of-fold)", notes=notes,
+                 source=str(run_dir / "oof_scored.csv"))
+    return out
+
+
+def _log_report(run_dir: Path, metrics: dict, images, csvs) -> None:
+    """Log the run's report folder (``train_run`` writes ``report/``); older run folders with only
+    ``oof_scored.csv`` get one built here."""
+    import mlflow
+
+    existing = run_dir / "report"
+    if (existing / "report.html").is_file():
+        mlflow.log_artifacts(str(existing), "report")
+        return
+    if not (run_dir / "oof_scored.csv").is_file():
+        log.warning("%s has no report and no oof_scored.csv: the run is tracked without a report", run_dir)
+        return
+    root = images if images is not None else as_paths(csvs)[0].resolve().parent
+    with tempfile.TemporaryDirectory(prefix="ctxsim-report-") as tmp:
+        try:
+            build_training_report(run_dir, metrics, Path(tmp) / "report", root)
+        except Exception as err:  # the report is a by-product: a failure must not lose the tracked run
+            log.warning("the training report could not be built (%s); the run is tracked without it", err)
+            mlflow.set_tag("ctxsim.report_error", str(err)[:500])
+            return
+        mlflow.log_artifacts(str(Path(tmp) / "report"), "report")
+
+
+def pip_requirements() -> list[str]:
+    """ctxsim itself and its declared (non-optional) dependencies: what loading the model imports."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = [r for r in requires("ctxsim") or [] if "extra ==" not in r]
+    except PackageNotFoundError:
+        declared = []
+    return [f"ctxsim=={__version__}", *declared]
+
+
+@contextlib.contextmanager
+def quiet_mlflow():
+    """No artifact progress bars, and none of MLflow's warnings that do not apply to ctxsim's model
+    (it has a signature and no input example; training CSVs are plain local files)."""
+    old = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            warnings.filterwarnings("ignore", message=".*dataset source can be interpreted in multiple ways.*")
+            yield
+    finally:
+        if old is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = old
+
+
+def log_model(run_dir: str | os.PathLike, name: str = MODEL_NAME):
+    """Log the run folder as a pyfunc model of the active run; returns MLflow's ``ModelInfo``.
+
+    The model is logged from code (:func:`ctxsim.mlflow_model.model_code`): nothing is pickled.
+    """
+    import mlflow.pyfunc
+
+    from ctxsim.mlflow_model import RUN_ARTIFACT, model_code, signature
+
+    run_dir = Path(run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="ctxsim-model-") as tmp:
+        staged = Path(tmp) / RUN_ARTIFACT
+        shutil.copytree(run_dir, staged, ignore=lambda folder, names: [n for n in names if Path(folder) == run_dir and n in NOT_IN_MODEL])
+        code = Path(tmp) / MODEL_CODE_FILE
+        code.write_text(model_code())
+        with quiet_mlflow():
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(code),
+                artifacts={RUN_ARTIFACT: str(staged)},
+                signature=signature(),
+                pip_requirements=pip_requirements(),  # given, so MLflow neither infers nor installs anything
+                metadata={"ctxsim_version": run.get("ctxsim", __version__), "backbone": run.get("backbone"),
+                          "members": run.get("members"), "contexts": run.get("contexts")},
+            )
+
+
+def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register: str | None = None, *,
+                 images: str | os.PathLike | None = None, run_name: str | None = None) -> tuple[str, str | None]:
+    """Track a finished training run (see the module docstring); returns ``(mlflow run id, model version or None)``.
+
+    ``cfg`` is the :class:`ctxsim.config.TrainConfig` of the run (or its dict), ``csvs`` its training CSVs and
+    ``images`` their images root (for the report's gallery). With ``register``, the model becomes a new
+    version of that registered model, tagged with its out-of-fold accuracy overall and per context.
+    """
+    import mlflow
+
+    from ctxsim.registry import register_version
+
+    run_dir = Path(run_dir)
+    config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    uri = use_tracking_store()
+    use_experiment()
+    params = flatten(config) | {
+        "data.triplets": ",".join(str(p) for p in as_paths(csvs))[:MAX_PARAM_CHARS],
+        "data.n_triplets": str(metrics.get("n_triplets")), "data.n_images": str(metrics.get("n_images")),
+        "ensemble.chosen": str(metrics.get("ensemble", {}).get("chosen")),
+    }
+    values = {k: v for system, rows in metrics.get("accuracy", {}).items() for k, v in accuracy_metrics(rows, system).items()}
+    values |= {f"ensemble/cv_accuracy/{safe_name(k)}": v for k, v in metrics.get("ensemble", {}).get("cv_accuracy", {}).items()
+               if v is not None and v == v}
+    if "seconds" in metrics:
+        values["train_seconds"] = metrics["seconds"]
+
+    with mlflow.start_run(run_name=run_name or run_dir.name) as run:
+        run_id = run.info.run_id
+        mlflow.set_tags(code_tags() | {"ctxsim.run_dir": str(run_dir.resolve()), "ctxsim.backbone": str(config.get("backbone"))})
+        log_batch(run_id, values, params)
+        with quiet_mlflow():
+            digests = log_datasets(csvs)
+        mlflow.set_tag("ctxsim.data_digests", ",".join(digests))
+        for name, member in _member_histories(metrics).items():
+            log_member_run(name, member["accuracy"], member["history"])
+        for artifact in ("metrics.json", "run.json", "oof_scored.csv"):
+            if (run_dir / artifact).is_file():
+                mlflow.log_artifact(str(run_dir / artifact))
+        _log_report(run_dir, metrics, images, csvs)
+        model = log_model(run_dir)
+    log.info("tracked run %s in %s (experiment %s)", run_id, uri, experiment_name())
+    version = None
+    if register:
+        version = register_version(register, model.model_uri, run_id, metrics).version
+        log.info("registered %s version %s", register, version)
+    return run_id, None if version is None else str(version)
+
+
+def track_run(run_dir: str | os.PathLike, csvs, register: str | None = None, *,
+              images: str | os.PathLike | None = None) -> tuple[str, str | None]:
+    """:func:`log_training` for a finished run folder: its config and metrics are read from the folder
+    (``run.json``, ``metrics.json``), e.g. to track a run trained with ``--no-track`` later."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return log_training(run_dir, metrics, config, csvs, register, images=images)
