@@ -10,6 +10,9 @@ from pathlib import Path
 
 from ctxsim import __version__
 from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError
+from ctxsim.labeling.cli import add_label_commands
+from ctxsim.promotion import add_promote_command
+from ctxsim.reports.cli import add_report_command
 
 log = logging.getLogger("ctxsim")
 
@@ -32,6 +35,14 @@ def _cmd_data_validate(args) -> int:
     _print_problems(report.problems)
     print(f"{report.n_rows} rows, {len(report.errors)} errors, {len(report.warnings)} warnings")
     return 0 if report.ok else EXIT_INVALID_INPUT
+
+
+def _cmd_data_split(args) -> int:
+    from ctxsim.splits import split_files
+
+    n_fit, n_held = split_files(args.triplets, args.images, args.fit, args.heldout, args.holdout, args.seed)
+    print(f"{n_fit} rows -> {args.fit}\n{n_held} rows -> {args.heldout}")
+    return 0
 
 
 def _cmd_compare(args) -> int:
@@ -68,10 +79,18 @@ def _cmd_train(args) -> int:
     except (ValueError, OSError) as err:
         print(f"error: config: {err}", file=sys.stderr)
         return EXIT_INVALID_INPUT
+    if args.register and args.no_track:
+        print("error: --register needs tracking (leave out --no-track)", file=sys.stderr)
+        return EXIT_INVALID_INPUT
     metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device)
     rows = [{"model": name, **row} for name, summary in metrics["accuracy"].items() for row in summary if row["context"] == "(all)"]
     print_table(rows, ["model", "labelled", "accuracy", "ci_low", "ci_high", "majority_accuracy", "vote_agreement"],
                 title=f"Out-of-fold accuracy (image-grouped) — {metrics['ensemble']['note']}")
+    if not args.no_track:
+        from ctxsim.tracking import log_training
+
+        run_id, version = log_training(args.out, metrics, cfg, args.triplets, args.register, images=args.images)
+        log.info("MLflow run %s%s", run_id, f"; registered {args.register} version {version}" if version else "")
     print(args.out)
     return 0
 
@@ -114,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
     p.add_argument("--require-label", action="store_true", help="the label column must be present")
     p.set_defaults(func=_cmd_data_validate)
+    p = data.add_parser("split", help="hold out a share of the images: rows over kept images vs rows over held-out images")
+    p.add_argument("triplets", nargs="+")
+    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
+    p.add_argument("--fit", required=True, help="CSV of rows whose images are all kept")
+    p.add_argument("--heldout", required=True, help="CSV of rows whose images are all held out")
+    p.add_argument("--holdout", type=float, default=0.25, help="share of images held out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_data_split)
 
     p = sub.add_parser("compare", help="score triplet CSVs with a model")
     p.add_argument("model", help="backbone:NAME, a run folder, or models:/NAME@ALIAS")
@@ -142,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stacker", choices=["lightgbm", "logistic"])
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--register", metavar="NAME", help="register the ensemble as a new version of this MLflow model")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow ($MLFLOW_TRACKING_URI, default sqlite:///mlflow.db)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the whole pipeline on the shared data")
@@ -149,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_demo)
-    from ctxsim.reports.cli import add_report_command; add_report_command(sub)
-    from ctxsim.labeling.cli import add_label_commands; add_label_commands(sub)
+    add_report_command(sub)
+    add_label_commands(sub)
+    add_promote_command(sub)
     return parser
 
 
