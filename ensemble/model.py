@@ -1,6 +1,7 @@
 """A trained run folder as a comparator: contexts route references, members score, the ensemble combines."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from ctxsim.ensemble.ensemble import Ensemble
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.members.member import ZEROSHOT, MemberSet
 
+#: What a run's answers depend on (its report and metrics are left out of its fingerprint).
+_MODEL_FILES, _MODEL_DIRS = ("run.json", "contexts.json", "members.json"), ("members", "ensemble")
 _MEMBERSHIP = "_membership"  # per-image soft context membership, kept beside member embeddings
+_MEMBERSHIP_SOURCE = ZEROSHOT  # contexts are centroids in the zero-shot embedding space
 
 
 class RunComparator(Comparator):
@@ -32,6 +36,20 @@ class RunComparator(Comparator):
     @property
     def member_names(self) -> list[str]:
         return self.members.names
+
+    def fingerprint(self) -> str:
+        """A digest of the run's model files (contexts, members, ensemble), not of its report."""
+        h = hashlib.sha256()
+        files = [self.folder / n for n in _MODEL_FILES] + sorted(p for d in _MODEL_DIRS for p in (self.folder / d).rglob("*") if p.is_file())
+        for path in files:
+            if path.is_file():
+                h.update(path.relative_to(self.folder).as_posix().encode() + b"\0")
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
+
+    def assign(self, images) -> list[str]:
+        """The context each image would be routed to as a reference (works on unseen images)."""
+        return [str(c) for c in self.contexts.assign(self.embed(images, member=_MEMBERSHIP_SOURCE))]
 
     def _image_data(self, paths):
         data = self.members.embed(paths, self.cache, device=self.device, progress=self.progress)
