@@ -65,7 +65,10 @@ class Contexts:
     @classmethod
     def load(cls, folder: str | Path) -> Contexts:
         meta = json.loads((Path(folder) / "contexts.json").read_text())
-        return cls(meta["names"], np.asarray(meta["centroids"], dtype=np.float32), meta["kind"], meta["temperature"])
+        centroids = np.asarray(meta["centroids"], dtype=np.float32)
+        contexts = cls(meta["names"], centroids, meta["kind"], meta["temperature"])
+        contexts.centroids = centroids  # saved normalised: normalising again would move them by rounding
+        return contexts
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

@@ -120,7 +120,10 @@ class Comparator(ABC):
         if member not in self.member_names:
             raise KeyError(f"unknown member {member!r}; members: {', '.join(self.member_names)}")
         paths = pl.Series([Path(p).resolve().as_posix() for p in images], dtype=pl.String)
-        return self._data[member][self._codes(paths)] if len(paths) else np.zeros((0, 0), np.float32)
+        if not len(paths):
+            return np.zeros((0, 0), np.float32)
+        codes = self._codes(paths)  # first: embedding new images replaces the arrays in self._data
+        return self._data[member][codes]
 
 
 class ZeroShotComparator(Comparator):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,33 +40,50 @@ class TrainConfig:
 
 
 def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a table of settings, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value, f"{where}.{name}")
         else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+            kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
 
 
-def _coerce(value, default, where: str):
-    if default is None or isinstance(value, type(default)) and not (isinstance(default, bool) and not isinstance(value, bool)):
-        return value
-    if isinstance(default, bool):
+def _coerce(value, hint, where: str):
+    """``value`` as the field's declared type (``int | None`` takes ``none``; lists take ``a,b``)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if isinstance(value, str) and value.lower() == "none":
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+    kind = typing.get_origin(hint) or hint
+    if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
+        if isinstance(value, bool):
+            return value
         raise ValueError(f"{where}: expected true or false, got {value!r}")
-    if isinstance(default, list):
-        return value.split(",") if isinstance(value, str) else list(value)
+    if kind is list:
+        if isinstance(value, str):
+            return value.split(",")
+        if isinstance(value, list):
+            return value
+        raise ValueError(f"{where}: expected list, got {value!r}")
+    if isinstance(value, (bool, list, dict)):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{where}: expected int, got {value!r}")
     try:
-        return type(default)(value)
+        return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:

@@ -38,6 +38,11 @@ def image_table(df: pl.DataFrame) -> tuple[list[str], dict[str, np.ndarray]]:
     return paths, {c: df[PATH[c]].replace_strict(index, return_dtype=pl.Int64).to_numpy() for c in IMAGE_COLUMNS}
 
 
+def image_folds(n_images: int, folds: int, seed: int) -> np.ndarray:
+    """Each image's fold: a seeded permutation dealt out in turn (fold sizes differ by one at most)."""
+    return np.random.default_rng(seed).permutation(n_images) % folds
+
+
 def _labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """y = +1 when A is closer; weight 0 for tied votes (no majority to learn from)."""
     y = np.where(df["label"].to_numpy() == "A", 1.0, -1.0)
@@ -120,8 +125,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     specs = _member_specs(cfg, contexts, row_context)
     log.info("contexts (%s): %s; members: %s", contexts.kind, ", ".join(contexts.names), ", ".join(s.name for s in specs))
 
-    rng = np.random.default_rng(cfg.seed)
-    image_fold = rng.permutation(len(paths)) % cfg.folds
+    image_fold = image_folds(len(paths), cfg.folds, cfg.seed)
     row_fold = image_fold[idx["ref"]]
     trainer = _MemberTrainer(cfg, features, paths, device, progress)
     oof = {ZEROSHOT: margins(zeroshot, idx["ref"], idx["a"], idx["b"])}

@@ -99,7 +99,10 @@ class PCACredibility:
         from scipy.ndimage import gaussian_filter
         from sklearn.decomposition import PCA
 
-        pca = PCA(2).fit(x.ref_emb)
+        # The plane of the reference images, one point each (as in MLPWeighted): an SVD over a few hundred
+        # references rather than over every triplet.
+        _, first = np.unique(x.ref_id if x.ref_id is not None else np.arange(len(y)), return_index=True)
+        pca = PCA(2).fit(x.ref_emb[first])
         self.mean_, self.components_ = pca.mean_, pca.components_
         xy = pca.transform(x.ref_emb)
         self.edges_ = np.stack([np.linspace(xy[:, d].min(), xy[:, d].max(), self.grid + 1) for d in range(2)])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ctxsim.ensemble.baselines import MLPWeighted, MajorityVote, PCACredibility, SingleMember, fit_scale
-from ctxsim.ensemble.features import feature_names, stacking_features
+from ctxsim.ensemble.features import feature_names, n_signed, stacking_features
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
 
@@ -50,7 +50,8 @@ class StackerCombiner:
         self.estimator, self.val_accuracy, self.monotone, self.seed = estimator, val_accuracy, monotone, seed
 
     def fit(self, x: EnsembleInputs, y, sample_weight=None):
-        self.model_ = SymmetricStacker(self.estimator, n_margins=x.margins.shape[1], monotone=self.monotone, random_state=self.seed)
+        n_margins = n_signed(x.margins.shape[1], x.membership.shape[1])
+        self.model_ = SymmetricStacker(self.estimator, n_margins=n_margins, monotone=self.monotone, random_state=self.seed)
         self.model_.fit(stacking_features(x, self.val_accuracy), y, sample_weight)
         return self
 

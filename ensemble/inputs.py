@@ -14,6 +14,11 @@ class EnsembleInputs:
     ref_emb: np.ndarray | None = None  # (n, d) zero-shot reference embeddings, for the map baselines
     ref_id: np.ndarray | None = None  # (n,) which reference image: rows sharing one share ref_emb
 
+    def __post_init__(self):
+        # float64 throughout: in float32 the combiners' ``1 - p`` under an A/B swap is only approximate
+        self.margins = np.asarray(self.margins, dtype=np.float64)
+        self.membership = np.asarray(self.membership, dtype=np.float64)
+
     def __len__(self) -> int:
         return len(self.margins)
 

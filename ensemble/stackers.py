@@ -63,7 +63,8 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
         return self
 
     def _p_a(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator_.predict_proba(X)[:, 1]
+        # float64: classifiers answer in their input's float32, which breaks the exact A/B symmetry
+        return self.estimator_.predict_proba(X)[:, 1].astype(np.float64)
 
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)

@@ -71,7 +71,7 @@ class Triplets:
 def split_by_images(triplets: Triplets, fraction: float, rng: np.random.Generator) -> tuple[Triplets, Triplets]:
     """(train, validation): validation rows name at least one held-out image, training rows none."""
     images = triplets.images()
-    held = rng.choice(images, size=max(1, round(fraction * len(images))), replace=False)
+    held = rng.choice(images, size=min(len(images), max(1, round(fraction * len(images)))), replace=False)
     touches = triplets.touches(held)
     return triplets.subset(~touches), triplets.subset(touches)
 
@@ -110,6 +110,9 @@ def fit(
     """
     from tqdm import tqdm
 
+    if len(train) == 0:  # e.g. an out-of-fold copy of a small context's member: it stays untrained
+        log.warning("%s: no training triplets; the member stays untrained", desc)
+        return {"val_accuracy": [], "train_loss": [], "best_epoch": 0, "best_val_accuracy": float("nan")}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     loss_fn = LOSSES[cfg.loss]

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# OpenMP threads (LightGBM, scikit-learn, torch) sleep instead of spinning while they wait: on a small,
+# shared machine spinning threads starve each other and tiny fits take 50x longer.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 #: Default size (width, height) of the generated test images.
 IMAGE_SIZE = (48, 36)
