@@ -25,14 +25,22 @@ TRIPLET_HEADER = ("ref", "a", "b", "label")
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Every embedding cache of the session lives in a temporary folder, never in ~/.cache."""
-    old = os.environ.get("CTXSIM_CACHE")
-    os.environ["CTXSIM_CACHE"] = str(tmp_path_factory.mktemp("ctxsim-cache"))
+    """Every embedding cache, downloaded model and MLflow store of the session lives in a temporary
+    folder, never in ~/.cache or the working directory (``ctxsim train`` tracks by default)."""
+    store = tmp_path_factory.mktemp("mlflow")
+    isolated = {
+        "CTXSIM_CACHE": str(tmp_path_factory.mktemp("ctxsim-cache")),
+        "CTXSIM_MODEL_CACHE": str(tmp_path_factory.mktemp("ctxsim-models")),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+    }
+    old = {k: os.environ.get(k) for k in isolated}
+    os.environ.update(isolated)
     yield
-    if old is None:
-        os.environ.pop("CTXSIM_CACHE", None)
-    else:
-        os.environ["CTXSIM_CACHE"] = old
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = IMAGE_SIZE) -> Path:
