@@ -50,9 +50,19 @@ def _cmd_compare(args) -> int:
     from ctxsim.console import print_table
     from ctxsim.scoring import compare_files
 
-    options = {"baselines": True} if args.baselines else {}
-    comparator = load_comparator(args.model, device=args.device, **options)
-    tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows, margins=args.margins)
+    if args.ray is not None:
+        if args.resume:
+            print("error: --resume is for single-machine runs (leave out --ray)", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+        from ctxsim.distributed import compare_ray
+
+        tally = compare_ray(args.model, args.triplets, args.out, args.images, address=args.ray, shard_rows=args.chunk_rows,
+                            margins=args.margins, device=args.device, baselines=args.baselines)
+    else:
+        options = {"baselines": True} if args.baselines else {}
+        comparator = load_comparator(args.model, device=args.device, **options)
+        tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows,
+                              margins=args.margins, resume=args.resume)
     print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
     if args.report:
         from ctxsim.reports.report import build_report
@@ -82,7 +92,7 @@ def _cmd_train(args) -> int:
     if args.register and args.no_track:
         print("error: --register needs tracking (leave out --no-track)", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device)
+    metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device, ray=args.ray)
     rows = [{"model": name, **row} for name, summary in metrics["accuracy"].items() for row in summary if row["context"] == "(all)"]
     print_table(rows, ["model", "labelled", "accuracy", "ci_low", "ci_high", "majority_accuracy", "vote_agreement"],
                 title=f"Out-of-fold accuracy (image-grouped) — {metrics['ensemble']['note']}")
@@ -112,6 +122,11 @@ def _print_problems(problems) -> None:
         print(p, file=sys.stderr)
     if len(problems) > MAX_PRINTED_PROBLEMS:
         print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
+
+
+def _add_ray_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help=f"{what}; ADDRESS of the cluster, or none: the running one, else a local one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--baselines", action="store_true", help="a run: add p_a_<combiner> for every baseline ensemble")
     p.add_argument("--report", metavar="DIR", help="also write the HTML/JSON/Markdown report of the scored rows here")
+    p.add_argument("--resume", action="store_true", help="go on with an interrupted run from its last complete chunk")
+    _add_ray_flag(p, "shard the CSVs over a Ray cluster (pip install ctxsim[ray])")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("train", help="train contexts, members and the ensemble into a run folder")
@@ -171,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--register", metavar="NAME", help="register the ensemble as a new version of this MLflow model")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow ($MLFLOW_TRACKING_URI, default sqlite:///mlflow.db)")
+    _add_ray_flag(p, "fit members as Ray tasks, one per member and fold (pip install ctxsim[ray])")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the whole pipeline on the shared data")

@@ -6,6 +6,7 @@ members, not with rows x members.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -58,6 +59,14 @@ class Comparator(ABC):
         """``p_a`` and the routed context for each row, from member margins and the reference index,
         and any extra output columns (name -> values)."""
 
+    def fingerprint(self) -> str:
+        """Identifies the model behind the answers (a resumed ``compare`` checks that it did not change)."""
+        parts = [type(self).__qualname__, *self.member_names]
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None:
+            parts.append(backbone.cache_key)
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
     # -- image index ----------------------------------------------------------------------------------
     def _codes(self, paths: pl.Series) -> np.ndarray:
         new = [p for p in paths.unique(maintain_order=True).to_list() if p not in self._index]
@@ -68,6 +77,15 @@ class Comparator(ABC):
             self._index.update({p: len(self._index) + i for i, p in enumerate(new)})
             self._tables.clear()
         return paths.replace_strict(self._index, return_dtype=pl.Int64).to_numpy()
+
+    def prepare(self, paths: Sequence[str]) -> None:
+        """Embed ``paths`` (resolved image paths) now, in this order, as one batch.
+
+        ``compare`` passes every image of its input, sorted, before the first chunk: each image's
+        member embeddings and the distance tables are then computed once, from the same batch, so the
+        scores do not depend on how rows are chunked, resumed or sharded (batched matrix products
+        round differently for different batches)."""
+        self._codes(pl.Series(list(paths), dtype=pl.String))
 
     def _table(self, member: str) -> np.ndarray | None:
         if len(self._index) > distances.MAX_TABLE_IMAGES:

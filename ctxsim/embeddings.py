@@ -98,19 +98,26 @@ def embed_images(
     return np.stack([have[d] for d in digests])
 
 
-def _forward_all(paths, backbone, device, batch_size, decode_threads, progress) -> np.ndarray:
+def _forward_all(paths, backbone, device, batch_size, decode_threads, progress, prefetch: bool = True) -> np.ndarray:
+    """Decode and preprocess in threads; with ``prefetch`` the next batch is decoded while the current one
+    runs through the backbone (the same batches and the same numbers either way)."""
     import torch
     from tqdm import tqdm
 
     transform = backbone.preprocess.transform()
     prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))  # noqa: E731
     backbone = backbone.to(device).eval()
+    batches = [paths[start : start + batch_size] for start in range(0, len(paths), batch_size)]
     out = []
     with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode(), tqdm(
         total=len(paths), desc=f"embed {backbone.name}", unit="img", disable=not progress, leave=False
     ) as bar:
-        for start in range(0, len(paths), batch_size):
-            batch = torch.stack(list(pool.map(prepare, paths[start : start + batch_size])))
+        ahead = [pool.submit(prepare, p) for p in batches[0]] if batches else []
+        for i in range(len(batches)):
+            batch = torch.stack([f.result() for f in ahead])
+            ahead = [pool.submit(prepare, p) for p in batches[i + 1]] if prefetch and i + 1 < len(batches) else []
             out.append(backbone(batch.to(device)).float().cpu().numpy())
+            if not prefetch and i + 1 < len(batches):
+                ahead = [pool.submit(prepare, p) for p in batches[i + 1]]
             bar.update(len(batch))
     return np.concatenate(out)

@@ -1,17 +1,38 @@
-"""Batch comparison of triplet CSVs, streamed: validate, score chunk by chunk, write atomically."""
+"""Batch comparison of triplet CSVs, streamed: validate, score chunk by chunk, write atomically, resume.
+
+Scored chunks are appended to a hidden partial file beside the output (``.NAME.partial``); after each
+chunk a small progress file (``.NAME.progress.json``) records how many rows and bytes are complete, the
+accuracy counts so far, and a digest of the inputs, the model and the options. The partial file is
+renamed to the output only when every row is scored, so nothing is written half-way. An interrupted
+run leaves both files; ``resume=True`` (``ctxsim compare --resume``) checks the digest, cuts the partial
+file back to its last complete chunk and goes on from the next row, so the output is byte for byte
+that of an uninterrupted run.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import logging
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
-from ctxsim.atomic import atomic_path
+from ctxsim.atomic import write_text_atomic
 from ctxsim.comparator import OUTPUT_COLUMNS, Comparator
 from ctxsim.reports.metrics import AccuracyTally
 from ctxsim.triplets import DEFAULT_CHUNK_ROWS, as_files, iter_triplet_chunks, validate
 
 log = logging.getLogger(__name__)
+
+#: Version of the progress file's layout; a different one is never resumed.
+PROGRESS_VERSION = 1
+#: How much of each input CSV's head goes into the digest (besides its size and modification time).
+_DIGEST_HEAD_BYTES = 1 << 20
 
 
 def output_columns(csvs, images, comparator: Comparator, margins: bool) -> list[str]:
@@ -25,6 +46,60 @@ def output_columns(csvs, images, comparator: Comparator, margins: bool) -> list[
     return cols + ([f"margin_{m}" for m in comparator.member_names] if margins else []) + comparator.extra_columns
 
 
+def conform(scored: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``scored`` with exactly ``columns``, in order (columns a file lacks are empty text)."""
+    missing = [pl.lit(None, pl.String).alias(c) for c in columns if c not in scored.columns]
+    return scored.with_columns(missing).select(columns)
+
+
+@dataclass(frozen=True)
+class PartialOutput:
+    """Where an unfinished ``compare`` keeps its rows and its progress."""
+
+    out: Path
+
+    @property
+    def data(self) -> Path:
+        return self.out.parent / f".{self.out.name}.partial"
+
+    @property
+    def progress(self) -> Path:
+        return self.out.parent / f".{self.out.name}.progress.json"
+
+    def read_progress(self) -> dict | None:
+        try:
+            return json.loads(self.progress.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_progress(self, digest: str, rows: int, nbytes: int, tally: AccuracyTally) -> None:
+        state = {"version": PROGRESS_VERSION, "digest": digest, "rows": rows, "bytes": nbytes, "tally": tally.counts}
+        write_text_atomic(self.progress, json.dumps(state))
+
+    def clear(self) -> None:
+        self.data.unlink(missing_ok=True)
+        self.progress.unlink(missing_ok=True)
+
+
+def run_digest(comparator: Comparator, csvs, images, columns: list[str], margins: bool) -> str:
+    """What must not change between an interrupted run and its resumption: every input file (path,
+    size, modification time, first MiB), where images resolve, the model and the output's columns."""
+    h = hashlib.sha256()
+
+    def add(*parts) -> None:
+        for part in parts:
+            h.update(str(part).encode())
+            h.update(b"\0")
+
+    add(PROGRESS_VERSION, comparator.fingerprint(), margins, *columns)
+    for tf in as_files(csvs, images):
+        st = tf.path.stat()
+        add(tf.path.resolve(), tf.images_root, st.st_size, st.st_mtime_ns)
+        with open(tf.path, "rb") as f:
+            h.update(f.read(_DIGEST_HEAD_BYTES))
+    return h.hexdigest()
+
+
 def compare_files(
     comparator: Comparator,
     csvs,
@@ -34,31 +109,96 @@ def compare_files(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     margins: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> AccuracyTally:
     """Score every row of ``csvs`` into ``out``; returns accuracy counts per context.
 
-    Raises :class:`ctxsim.errors.InputError` before writing anything when the input is invalid.
+    Raises :class:`ctxsim.errors.InputError` before writing anything when the input is invalid. With
+    ``resume``, a run interrupted on the same inputs, model and options goes on where it stopped.
     """
     from tqdm import tqdm
 
     report = validate(csvs, images)
     report.raise_if_invalid()
     columns = output_columns(csvs, images, comparator, margins)
-    tally = AccuracyTally()
-    with atomic_path(out) as tmp, open(tmp, "wb") as sink, tqdm(
-        total=report.n_rows, desc="compare", unit="row", disable=not progress, unit_scale=True
-    ) as bar:
-        header = True
-        for chunk in iter_triplet_chunks(csvs, images, chunk_rows):
-            if chunk.height == 0:
-                continue
-            scored = comparator.predict(chunk, margins=margins)
-            tally.update(scored)
-            missing = [pl.lit(None, pl.String).alias(c) for c in columns if c not in scored.columns]
-            scored.with_columns(missing).select(columns).write_csv(sink, include_header=header)
-            header = False
-            bar.update(chunk.height)
-        if header:  # no rows at all: still a CSV with its header
-            pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(sink)
+    digest = run_digest(comparator, csvs, images, columns, margins)
+    comparator.prepare(report.images)  # every image once, whatever the chunks: same scores when resumed
+    partial = PartialOutput(Path(out))
+    partial.out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(partial):
+        tally, done, nbytes = _start(partial, digest, resume)
+        with open(partial.data, "r+b") as sink, tqdm(
+            total=report.n_rows, initial=done, desc="compare", unit="row", disable=not progress, unit_scale=True
+        ) as bar:
+            sink.truncate(nbytes)
+            sink.seek(nbytes)
+            try:
+                for chunk in skip_rows(iter_triplet_chunks(csvs, images, chunk_rows), done):
+                    scored = comparator.predict(chunk, margins=margins)
+                    tally.update(scored)
+                    conform(scored, columns).write_csv(sink, include_header=sink.tell() == 0)
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                    done += chunk.height
+                    partial.write_progress(digest, done, sink.tell(), tally)
+                    bar.update(chunk.height)
+            except BaseException:
+                log.warning("compare stopped after %d of %d rows; `--resume` goes on from there", done, report.n_rows)
+                raise
+            if sink.tell() == 0:  # no rows at all: still a CSV with its header
+                pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(sink)
+        os.replace(partial.data, partial.out)
+        partial.progress.unlink(missing_ok=True)
     log.info("wrote %d scored rows to %s", report.n_rows, out)
     return tally
+
+
+def _start(partial: PartialOutput, digest: str, resume: bool) -> tuple[AccuracyTally, int, int]:
+    """(tally so far, rows done, bytes of the partial file to keep); a fresh start when not resuming."""
+    state = partial.read_progress() if resume else None
+    usable = (
+        state is not None
+        and state.get("version") == PROGRESS_VERSION
+        and state.get("digest") == digest
+        and partial.data.is_file()
+        and partial.data.stat().st_size >= state.get("bytes", 0)
+    )
+    if resume and state is None:
+        log.info("nothing to resume for %s: starting from the first row", partial.out)
+    elif resume and not usable:
+        log.warning("the unfinished output of %s is for other inputs, model or options: starting over", partial.out)
+    if usable:
+        log.info("resuming %s after %d rows", partial.out, state["rows"])
+        return AccuracyTally(counts=state["tally"]), int(state["rows"]), int(state["bytes"])
+    partial.clear()
+    partial.data.touch()
+    return AccuracyTally(), 0, 0
+
+
+def skip_rows(chunks: Iterator[pl.DataFrame], n: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``chunks`` after the first ``n``, chunk by chunk, empty chunks left out."""
+    for chunk in chunks:
+        if n >= chunk.height:
+            n -= chunk.height
+            continue
+        if n:
+            chunk, n = chunk.slice(n), 0
+        if chunk.height:
+            yield chunk
+
+
+@contextlib.contextmanager
+def _exclusive(partial: PartialOutput):
+    """One ``compare`` at a time per output file: a second one fails at once instead of mixing rows."""
+    lock_path = partial.out.parent / f".{partial.out.name}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `ctxsim compare` is writing {partial.out}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                lock_path.unlink()

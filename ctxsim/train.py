@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +94,38 @@ class _MemberTrainer:
         return lora_state(model), emb, history
 
 
+@dataclass
+class FitJob:
+    """One member fit: on all of the member's triplets (``fold`` None), or without fold ``fold``'s images."""
+
+    spec: MemberSpec
+    fold: int | None
+    triplets: Triplets
+    seed: int
+
+    @property
+    def desc(self) -> str:
+        return self.spec.name if self.fold is None else f"{self.spec.name} fold {self.fold}"
+
+
+def fit_jobs(specs: list[MemberSpec], triplets: Triplets, row_context: np.ndarray, image_fold: np.ndarray,
+             cfg: TrainConfig) -> list[FitJob]:
+    """Every fit of ``train``: each member on its own triplets, then once per fold without that fold's images."""
+    jobs = []
+    for spec in specs:
+        own = triplets if spec.context is None else triplets.subset(row_context == spec.context)
+        jobs.append(FitJob(spec, None, own, cfg.seed))
+        for fold in range(cfg.folds):
+            unseen = np.flatnonzero(image_fold == fold)
+            jobs.append(FitJob(spec, fold, own.subset(~own.touches(unseen)), cfg.seed + 1 + fold))
+    return jobs
+
+
 def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None, *, device: str = "cpu",
-              progress: bool = True, cache=None) -> dict:
-    """Train a run into ``out``; returns its metrics (also written to ``out/metrics.json``)."""
+              progress: bool = True, cache=None, ray: str | None = None) -> dict:
+    """Train a run into ``out``; returns its metrics (also written to ``out/metrics.json``).
+
+    ``ray``: a Ray address (or ``"auto"``) runs the member fits as Ray tasks (:mod:`ctxsim.distributed`)."""
     from tqdm import tqdm
 
     from ctxsim.embeddings import EmbeddingCache, default_cache_dir, embed_images
@@ -127,24 +156,24 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
 
     image_fold = image_folds(len(paths), cfg.folds, cfg.seed)
     row_fold = image_fold[idx["ref"]]
-    trainer = _MemberTrainer(cfg, features, paths, device, progress)
     oof = {ZEROSHOT: margins(zeroshot, idx["ref"], idx["a"], idx["b"])}
     weights, histories = {}, {}
-    trained = [s for s in specs if s.kind != "zeroshot"]
-    bar = tqdm(total=len(trained) * (cfg.folds + 1), desc="members", unit="fit", disable=not progress)
-    for spec in trained:
-        rows = np.ones(len(y), bool) if spec.context is None else row_context == spec.context
-        own = triplets.subset(rows)
-        weights[spec.name], _, histories[spec.name] = trainer.train(spec, own, cfg.seed, spec.name)
-        bar.update()
-        oof[spec.name] = np.empty(len(y), dtype=np.float32)
-        for fold in range(cfg.folds):
-            unseen = np.flatnonzero(image_fold == fold)
-            _, emb, _ = trainer.train(spec, own.subset(~own.touches(unseen)), cfg.seed + 1 + fold, f"{spec.name} fold {fold}")
-            rows_f = row_fold == fold
-            oof[spec.name][rows_f] = margins(emb, idx["ref"][rows_f], idx["a"][rows_f], idx["b"][rows_f])
-            bar.update()
-    bar.close()
+    jobs = fit_jobs([s for s in specs if s.kind != "zeroshot"], triplets, row_context, image_fold, cfg)
+    if ray is None:
+        trainer = _MemberTrainer(cfg, features, paths, device, progress)
+        results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc)) for job in jobs)
+    else:
+        from ctxsim.distributed import fit_members_ray
+
+        results = fit_members_ray(jobs, cfg, features, paths, device=device, address=ray)
+    for job, (state, emb, history) in tqdm(results, total=len(jobs), desc="members", unit="fit", disable=not progress):
+        if job.fold is None:
+            weights[job.spec.name], histories[job.spec.name] = state, history
+        else:
+            rows_f = row_fold == job.fold
+            oof.setdefault(job.spec.name, np.empty(len(y), dtype=np.float32))
+            oof[job.spec.name][rows_f] = margins(emb, idx["ref"][rows_f], idx["a"][rows_f], idx["b"][rows_f])
+    histories = {s.name: histories[s.name] for s in specs if s.name in histories}  # Ray finishes in any order
 
     names = [s.name for s in specs]
     val_accuracy = _accuracy_table(oof, names, y, weight, row_context, contexts.names)

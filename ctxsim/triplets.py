@@ -79,6 +79,8 @@ def as_files(csvs: Sequence[str | os.PathLike] | str | os.PathLike, images=None)
 class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     n_rows: int = 0
+    #: Every image the rows name (resolved paths, sorted), when images were checked.
+    images: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -130,6 +132,7 @@ def validate(
             report.problems += _long_rows(tf, len(header)) or [Problem(str(tf.path), f"not a readable CSV file ({err})")]
     if check_images:
         report.problems += _check_images(image_rows)
+        report.images = sorted(image_rows)
     return report
 
 
@@ -160,31 +163,34 @@ def _long_rows(tf: TripletFile, n_columns: int) -> list[Problem]:
         return []
 
 
-def _rows(lf: pl.LazyFrame, condition: pl.Expr, *values: str) -> list[tuple]:
-    return lf.filter(condition).select(ROW, *values).collect(engine="streaming").rows()
-
-
 def _check_rows(tf: TripletFile, lf: pl.LazyFrame, names: list[str]) -> list[Problem]:
+    """Every per-row check in one pass over the file (each check is a flag; only flagged rows are kept)."""
     file = str(tf.path)
-    out: list[Problem] = []
+    checks: list[tuple[pl.Expr, str | None, object]] = []  # (condition, value column, row -> Problem)
     for c in IMAGE_COLUMNS:
         blank = pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
-        out += [Problem(file, "empty cell: an image path is required", row, c) for (row,) in _rows(lf, blank)]
+        checks.append((blank, None, lambda row, v, c=c: Problem(file, "empty cell: an image path is required", row, c)))
     if "label" in names:
         bad = ~pl.col("label").is_in(LABELS) | pl.col("label").is_null()
-        out += [
-            Problem(file, "empty cell: expected 'A' or 'B'" if v is None else f"expected 'A' or 'B', got {v!r}", row, "label")
-            for row, v in _rows(lf, bad, "label")
-        ]
+        checks.append((bad, "label", lambda row, v: Problem(
+            file, "empty cell: expected 'A' or 'B'" if v is None else f"expected 'A' or 'B', got {v!r}", row, "label")))
     for c in VOTE_COLUMNS:
         if c in names:
             as_int = pl.col(c).str.strip_chars().cast(pl.Int64, strict=False)
             bad = pl.col(c).is_not_null() & (as_int.is_null() | (as_int < 0))
-            out += [Problem(file, f"expected a whole number of votes >= 0, got {v!r}", row, c) for row, v in _rows(lf, bad, c)]
+            checks.append((bad, c, lambda row, v, c=c: Problem(file, f"expected a whole number of votes >= 0, got {v!r}", row, c)))
     present = pl.all_horizontal(pl.col(PATH[c]).is_not_null() for c in IMAGE_COLUMNS)
     for x, y in (("ref", "a"), ("ref", "b"), ("a", "b")):
         same = present & (pl.col(PATH[x]) == pl.col(PATH[y]))
-        out += [Problem(file, f"'{x}' and '{y}' name the same image", row, y) for (row,) in _rows(lf, same)]
+        checks.append((same, None, lambda row, v, x=x, y=y: Problem(file, f"'{x}' and '{y}' name the same image", row, y)))
+    flags = [cond.fill_null(False).alias(f"_check{i}") for i, (cond, _, _) in enumerate(checks)]
+    values = sorted({v for _, v, _ in checks if v is not None})
+    flagged = (lf.select(ROW, *values, *flags).filter(pl.any_horizontal(f"_check{i}" for i in range(len(checks))))
+               .collect(engine="streaming"))
+    out: list[Problem] = []
+    for i, (_, value, problem) in enumerate(checks):
+        hits = flagged.filter(pl.col(f"_check{i}"))
+        out += [problem(row, v) for row, v in zip(hits[ROW], hits[value] if value else [None] * hits.height)]
     out += _duplicate_warnings(file, lf.filter(present))
     return out
 
@@ -192,9 +198,12 @@ def _check_rows(tf: TripletFile, lf: pl.LazyFrame, names: list[str]) -> list[Pro
 def _duplicate_warnings(file: str, lf: pl.LazyFrame) -> list[Problem]:
     """Rows judging the same reference and the same pair of candidates (in either order)."""
     key = [pl.col(PATH["ref"]), pl.min_horizontal(PATH["a"], PATH["b"]), pl.max_horizontal(PATH["a"], PATH["b"])]
+    # Rows are grouped by a 64-bit hash of the key, not the three paths: memory stays at 16 bytes a row
+    # (a false duplicate needs a hash collision: about n^2 / 2^65, 1e-6 for 5M rows).
+    digest = pl.struct(*[k.alias(f"k{i}") for i, k in enumerate(key)]).hash(seed=0).alias("key")
     dups = (
-        lf.select(ROW, *[k.alias(f"k{i}") for i, k in enumerate(key)])
-        .with_columns(pl.col(ROW).min().over("k0", "k1", "k2").alias("first"))
+        lf.select(ROW, digest)
+        .with_columns(pl.col(ROW).min().over("key").alias("first"))
         .filter(pl.col(ROW) != pl.col("first"))
         .select(ROW, "first")
         .collect(engine="streaming")
@@ -250,6 +259,12 @@ def iter_triplet_chunks(csvs, images=None, chunk_rows: int = DEFAULT_CHUNK_ROWS)
     """Stream already-validated CSVs in chunks of at most ``chunk_rows`` rows (memory stays flat)."""
     for tf in as_files(csvs, images):
         yield from _typed(tf.scan()).collect_batches(chunk_size=chunk_rows)
+
+
+def read_triplet_rows(csv, images=None, offset: int = 0, length: int | None = None) -> pl.DataFrame:
+    """Rows ``[offset, offset + length)`` of one validated CSV, exactly as :func:`iter_triplet_chunks`
+    gives them (row numbers and ids count from the file's first row): one shard of a sharded compare."""
+    return _typed(TripletFile.of(csv, images).scan()).slice(offset, length).collect()
 
 
 def _typed(lf: pl.LazyFrame) -> pl.LazyFrame:

@@ -56,7 +56,13 @@ class StackerCombiner:
         return self
 
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
-        return self.model_.predict_proba(stacking_features(x, self.val_accuracy))[:, 1]
+        from ctxsim.ensemble.compiled import in_blocks
+
+        fast = getattr(self.model_.estimator_, "fast_", None)
+        if fast is not None:
+            fast.prepare(len(x))  # compile once for a large input, before it is cut into blocks
+        # Row blocks, in threads: features and both stacker passes of a block stay in the CPU cache.
+        return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy))[:, 1])
 
     def state(self) -> dict:
         est = self.model_.estimator_
@@ -85,10 +91,13 @@ class _BoosterClassifier:
     """A LightGBM booster loaded from its text model, with scikit-learn's ``predict_proba``."""
 
     def __init__(self, booster):
+        from ctxsim.ensemble.compiled import FastBooster
+
         self.booster_ = booster
+        self.fast_ = FastBooster(booster)  # compiled trees for large inputs, identical predictions
 
     def predict_proba(self, X):
-        p = self.booster_.predict(X, num_threads=0)
+        p = self.fast_.predict(X)
         return np.column_stack([1 - p, p])
 
 

@@ -152,6 +152,7 @@ def test_invalid_input_writes_nothing(easy_set, tmp_path):
 
 
 def test_failure_while_streaming_leaves_no_partial_output(easy_set, tmp_path, monkeypatch):
+    """No output file half-written: only the hidden partial file and its progress, for ``--resume``."""
     comp = comparator()
     predict, seen = comp.predict, []
 
@@ -164,7 +165,7 @@ def test_failure_while_streaming_leaves_no_partial_output(easy_set, tmp_path, mo
     monkeypatch.setattr(comp, "predict", failing)
     with pytest.raises(RuntimeError):
         compare_files(comp, easy_set, tmp_path / "out" / "scored.csv", chunk_rows=5, progress=False)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".scored.csv.partial", ".scored.csv.progress.json"]
 
 
 def test_header_only_input_gives_a_header_only_output(tmp_path, write_csv):
