@@ -1,6 +1,6 @@
 """Run benchmarks by name: ``python benchmarks/run.py NAME [NAME ...] [-- ARGS]`` or ``all``.
 
-Names: compare_throughput, members_concurrency, steady_state, memory, scaling, profile (and any other
+Names: compare_throughput, members_concurrency, steady_state, memory, scaling, training_time, profile (and any other
 ``benchmarks/<name>.py`` with a ``main(argv)``). Each prints its table and writes
 ``benchmarks/results/<name>.json``. Arguments after ``--`` go to every benchmark (e.g. ``--work DIR``).
 """
@@ -10,7 +10,7 @@ import importlib
 import sys
 from pathlib import Path
 
-ALL = ["members_concurrency", "steady_state", "compare_throughput", "memory", "scaling"]
+ALL = ["members_concurrency", "steady_state", "compare_throughput", "memory", "scaling", "training_time"]
 
 
 def main(argv=None) -> int:

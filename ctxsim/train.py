@@ -43,7 +43,7 @@ def image_folds(n_images: int, folds: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_images) % folds
 
 
-def _labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """y = +1 when A is closer; weight 0 for tied votes (no majority to learn from)."""
     y = np.where(df["label"].to_numpy() == "A", 1.0, -1.0)
     weight = np.ones(len(y))
@@ -140,7 +140,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     out.mkdir(parents=True, exist_ok=True)
     df = read_triplets(csvs, images, require_label=True)
     paths, idx = image_table(df)
-    y, weight = _labels(df)
+    y, weight = labels(df)
     triplets = Triplets(idx["ref"], idx["a"], idx["b"], y, weight)
     log.info("training on %d triplets over %d images (%d tied votes left out)", len(y), len(paths), int((weight == 0).sum()))
 
