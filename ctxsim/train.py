@@ -53,7 +53,7 @@ def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _MemberTrainer:
-    """Trains a member of either kind on a subset of triplets; returns weights and an embed function."""
+    """Trains a member of either kind on a subset of triplets: its weights, image-table embeddings and history."""
 
     def __init__(self, cfg: TrainConfig, features: np.ndarray, paths: list[str], device: str, progress: bool):
         import torch
@@ -151,7 +151,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
 
     contexts, membership = _fit_contexts(df, idx["ref"], zeroshot, cfg)
     row_context = np.asarray(contexts.names, dtype=object)[membership.argmax(axis=1)]
-    specs = _member_specs(cfg, contexts, row_context)
+    specs = _member_specs(cfg, contexts, row_context, backbone.lora_targets)
     log.info("contexts (%s): %s; members: %s", contexts.kind, ", ".join(contexts.names), ", ".join(s.name for s in specs))
 
     image_fold = image_folds(len(paths), cfg.folds, cfg.seed)
@@ -212,9 +212,10 @@ def _fit_contexts(df, ref_idx, zeroshot, cfg: TrainConfig) -> tuple[Contexts, np
     return contexts, contexts.membership(zeroshot[ref_idx], declared)
 
 
-def _member_specs(cfg: TrainConfig, contexts: Contexts, row_context: np.ndarray) -> list[MemberSpec]:
+def _member_specs(cfg: TrainConfig, contexts: Contexts, row_context: np.ndarray, default_lora_targets: list[str]) -> list[MemberSpec]:
     m = cfg.member
-    kind = dict(hidden=m.hidden) if m.kind == "head" else dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets))
+    lora = dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets) or list(default_lora_targets))
+    kind = dict(hidden=m.hidden) if m.kind == "head" else lora
     specs = [MemberSpec(ZEROSHOT, "zeroshot"), MemberSpec(GLOBAL, m.kind, None, **kind)]
     if len(contexts) > 1:
         for c in contexts.names:

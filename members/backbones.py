@@ -23,6 +23,18 @@ _SOURCES: dict[str, Callable[..., Backbone]] = {}
 PIXEL_SIDE = 32
 
 
+#: LoRA target modules by architecture, tried in order: the first set whose names are all modules of the
+#: network wins (ViT attention ``qkv``; open_clip attention and MLP projections; EfficientNet pointwise
+#: convolutions; ResNet 3x3 convolutions).
+LORA_TARGET_SETS = (("qkv",), ("out_proj", "c_fc", "c_proj"), ("conv_pwl",), ("conv2",))
+
+
+def default_lora_targets(model: nn.Module) -> list[str]:
+    """Where LoRA adapters go in ``model`` by default (empty when no known layout matches)."""
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    return next((list(t) for t in LORA_TARGET_SETS if set(t) <= leaf_names), [])
+
+
 class BackboneUnavailable(RuntimeError):
     """A backbone's weights could not be loaded (no hub reachable, unknown name, ...)."""
 
@@ -72,6 +84,7 @@ class Backbone(nn.Module):
     def __init__(self, name: str, model: nn.Module, preprocess: Preprocess, feature_dim: int, weights: str):
         super().__init__()
         self.name, self.model, self.preprocess, self.feature_dim = name, model, preprocess, feature_dim
+        self.lora_targets = default_lora_targets(model)
         #: Identifies the weights: embeddings are cached per (image content, cache_key).
         self.cache_key = f"{name}@{weights}"
         self.eval()

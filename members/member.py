@@ -61,10 +61,14 @@ def train_head(features: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *,
 
 
 def lora_model(backbone: Backbone, cfg: MemberConfig):
-    """The backbone's network with LoRA adapters (peft) on ``cfg.lora_targets``; only they train."""
+    """The backbone's network with LoRA adapters (peft) on ``cfg.lora_targets`` (default: the backbone's
+    own ``lora_targets``); only they train."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_targets), lora_dropout=0.0)
+    targets = list(cfg.lora_targets) or backbone.lora_targets
+    if not targets:
+        raise ValueError(f"no default LoRA targets for backbone {backbone.name!r}: set member.lora_targets")
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0)
     return get_peft_model(backbone.model, config)
 
 

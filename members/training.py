@@ -40,7 +40,7 @@ class MemberConfig:
     min_val_triplets: int = 20
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_targets: list[str] = field(default_factory=lambda: ["conv_pwl"])
+    lora_targets: list[str] = field(default_factory=list)  # empty: the backbone's default (Backbone.lora_targets)
 
 
 @dataclass

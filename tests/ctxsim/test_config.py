@@ -16,11 +16,11 @@ def test_defaults():
     cfg = load_config()
     assert cfg == TrainConfig()
     assert cfg.backbone == "efficientnet_lite0" and cfg.folds == 5
-    assert cfg.member.kind == "head" and cfg.member.margin == 0.05 and cfg.member.lora_targets == ["conv_pwl"]
+    assert cfg.member.kind == "head" and cfg.member.margin == 0.05 and cfg.member.lora_targets == []
     assert cfg.contexts.mode == "auto" and cfg.contexts.k is None and cfg.ensemble.stacker == "lightgbm"
     # defaults are per instance: changing one config's list leaves the next alone
     cfg.member.lora_targets.append("x")
-    assert TrainConfig().member.lora_targets == ["conv_pwl"]
+    assert TrainConfig().member.lora_targets == []
 
 
 def test_toml_file(tmp_path):

@@ -159,3 +159,24 @@ def test_hub_model_builds_offline_with_random_weights():
     bb = create_backbone("dinov2_vits14", pretrained=False)
     assert bb.feature_dim == 384 and bb.preprocess.input_size == 518
     assert bb.cache_key.startswith("dinov2_vits14@random")
+
+
+def test_lora_targets_follow_the_architecture():
+    from ctxsim.members.backbones import create_backbone, default_lora_targets
+
+    assert create_backbone("test_tiny").lora_targets == ["conv_pwl"]  # EfficientNet pointwise convolutions
+    assert create_backbone("timm:test_vit", pretrained=False).lora_targets == ["qkv"]  # ViT attention
+    assert default_lora_targets(torch.nn.Sequential(torch.nn.Linear(2, 2))) == []
+
+
+def test_lora_on_a_vit_backbone_wraps_qkv_and_only_adapters_train():
+    from ctxsim.members.backbones import create_backbone
+    from ctxsim.members.member import lora_model
+    from ctxsim.members.training import MemberConfig
+
+    backbone = create_backbone("timm:test_vit", pretrained=False)
+    model = lora_model(backbone, MemberConfig(kind="lora", lora_rank=2))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and ".qkv." in n for n in trainable)
+    with pytest.raises(ValueError, match="no default LoRA targets"):
+        lora_model(create_backbone("pixels"), MemberConfig(kind="lora"))
