@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from ctxsim import __version__
+from ctxsim.atomic import atomic_dir
 from ctxsim.config import TrainConfig
 from ctxsim.contexts.contexts import Contexts, fit_contexts
 from ctxsim.members.distances import l2_normalize, margins
@@ -137,7 +138,6 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     started = time.time()
     cfg = cfg or TrainConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     df = read_triplets(csvs, images, require_label=True)
     paths, idx = image_table(df)
     y, weight = labels(df)
@@ -180,15 +180,16 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
     ensemble, cv_pred = Ensemble.fit(x, (y > 0).astype(int), weight, row_fold, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
 
-    contexts.save(out)
-    save_members(out, specs, weights)
-    ensemble.save(out / "ensemble")
-    (out / RUN_FILE).write_text(json.dumps({"ctxsim": __version__, "backbone": cfg.backbone, "config": cfg.to_dict(),
-                                            "members": names, "contexts": contexts.names}, indent=1))
-    scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
-    metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    _write_report(scored, out / REPORT_DIR, metrics)
+    with atomic_dir(out) as folder:  # the run folder appears whole, or not at all
+        contexts.save(folder)
+        save_members(folder, specs, weights)
+        ensemble.save(folder / "ensemble")
+        (folder / RUN_FILE).write_text(json.dumps({"ctxsim": __version__, "backbone": cfg.backbone, "config": cfg.to_dict(),
+                                                    "members": names, "contexts": contexts.names}, indent=1))
+        scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
+        metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        _write_report(scored, folder / REPORT_DIR, metrics)
     return metrics
 
 

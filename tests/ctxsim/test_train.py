@@ -202,3 +202,13 @@ def test_train_run_with_lora_members(tmp_path, monkeypatch):
     assert np.abs(final["global"][1] - zero).max() > 1e-3  # the LoRA member did train
     scored = comparator.score(pl.read_csv(csv), images=tmp_path)
     assert scored["p_a"].is_between(0, 1).all() and set(scored["context"]) == set(GROUPS)
+
+
+def test_train_on_invalid_input_writes_no_run_folder(tmp_path):
+    from ctxsim.errors import InputError
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text("ref,a,b\nx.png,y.png,z.png\n")  # no label column, no images
+    with pytest.raises(InputError):
+        train_run([csv], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
