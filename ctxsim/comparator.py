@@ -37,6 +37,8 @@ class Comparator(ABC):
     extra_columns: list[str] = []
 
     def __init__(self, *, device: str = "cpu", cache=None, progress: bool = True, baselines: bool = False):
+        # ``baselines`` is accepted by every comparator so callers need not know the model's kind; only a
+        # trained run has baseline ensembles to add (RunComparator).
         from ctxsim.embeddings import EmbeddingCache, default_cache_dir
 
         self.device, self.progress = device, progress
