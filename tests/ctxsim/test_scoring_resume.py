@@ -57,6 +57,14 @@ def interrupt(comp: Comparator, monkeypatch, after_chunks: int) -> list[int]:
     return seen
 
 
+def interrupted_run(csv: Path, out: Path, monkeypatch, after_chunks: int) -> None:
+    """A compare into ``out`` that fails after ``after_chunks`` finished chunks, leaving its partial output."""
+    comp = pixels()
+    interrupt(comp, monkeypatch, after_chunks)
+    with pytest.raises(RuntimeError, match="went away"):
+        compare_files(comp, csv, out, chunk_rows=CHUNK, progress=False)
+
+
 def counting(comp: Comparator, monkeypatch) -> list[int]:
     predict, seen = comp.predict, []
     monkeypatch.setattr(comp, "predict", lambda chunk, **kw: (seen.append(chunk.height), predict(chunk, **kw))[1])
@@ -67,10 +75,7 @@ def test_resume_after_an_error_in_a_chunk_gives_the_uninterrupted_output(rows_cs
     expected, expected_tally = reference(rows_csv, tmp_path)
     n_rows = pl.read_csv(rows_csv).height
     out = tmp_path / "scored.csv"
-    first = pixels()
-    interrupt(first, monkeypatch, after_chunks=3)
-    with pytest.raises(RuntimeError, match="went away"):
-        compare_files(first, rows_csv, out, chunk_rows=CHUNK, progress=False)
+    interrupted_run(rows_csv, out, monkeypatch, after_chunks=3)
     partial = PartialOutput(out)
     assert not out.exists()
     state = json.loads(partial.progress.read_text())
@@ -88,10 +93,7 @@ def test_resume_after_an_error_in_a_chunk_gives_the_uninterrupted_output(rows_cs
 def test_a_half_written_chunk_is_cut_off_on_resume(rows_csv, tmp_path, monkeypatch):
     expected, _ = reference(rows_csv, tmp_path)
     out = tmp_path / "scored.csv"
-    comp = pixels()
-    interrupt(comp, monkeypatch, after_chunks=2)
-    with pytest.raises(RuntimeError):
-        compare_files(comp, rows_csv, out, chunk_rows=CHUNK, progress=False)
+    interrupted_run(rows_csv, out, monkeypatch, after_chunks=2)
     with open(PartialOutput(out).data, "ab") as f:  # killed while writing the next chunk
         f.write(b"images/img1.png,images/img2.png,imag")
     compare_files(pixels(), rows_csv, out, chunk_rows=CHUNK, progress=False, resume=True)
@@ -101,10 +103,7 @@ def test_a_half_written_chunk_is_cut_off_on_resume(rows_csv, tmp_path, monkeypat
 def test_resume_with_another_chunk_size_still_gives_the_same_bytes(rows_csv, tmp_path, monkeypatch):
     expected, _ = reference(rows_csv, tmp_path)
     out = tmp_path / "scored.csv"
-    comp = pixels()
-    interrupt(comp, monkeypatch, after_chunks=1)
-    with pytest.raises(RuntimeError):
-        compare_files(comp, rows_csv, out, chunk_rows=CHUNK, progress=False)
+    interrupted_run(rows_csv, out, monkeypatch, after_chunks=1)
     compare_files(pixels(), rows_csv, out, chunk_rows=CHUNK + 4, progress=False, resume=True)  # progress counts rows
     assert out.read_bytes() == expected
 
@@ -112,10 +111,7 @@ def test_resume_with_another_chunk_size_still_gives_the_same_bytes(rows_csv, tmp
 @pytest.mark.parametrize("change", ["input", "options"])
 def test_a_partial_output_of_other_inputs_or_options_starts_over(rows_csv, tmp_path, monkeypatch, caplog, change):
     out = tmp_path / "scored.csv"
-    comp = pixels()
-    interrupt(comp, monkeypatch, after_chunks=2)
-    with pytest.raises(RuntimeError):
-        compare_files(comp, rows_csv, out, chunk_rows=CHUNK, progress=False)
+    interrupted_run(rows_csv, out, monkeypatch, after_chunks=2)
     margins = False
     if change == "input":
         df = pl.read_csv(rows_csv)
@@ -134,10 +130,7 @@ def test_a_partial_output_of_other_inputs_or_options_starts_over(rows_csv, tmp_p
 def test_without_resume_an_interrupted_run_is_done_again_from_the_start(rows_csv, tmp_path, monkeypatch):
     expected, _ = reference(rows_csv, tmp_path)
     out = tmp_path / "scored.csv"
-    comp = pixels()
-    interrupt(comp, monkeypatch, after_chunks=2)
-    with pytest.raises(RuntimeError):
-        compare_files(comp, rows_csv, out, chunk_rows=CHUNK, progress=False)
+    interrupted_run(rows_csv, out, monkeypatch, after_chunks=2)
     again = pixels()
     seen = counting(again, monkeypatch)
     compare_files(again, rows_csv, out, chunk_rows=CHUNK, progress=False)
