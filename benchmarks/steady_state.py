@@ -32,7 +32,6 @@ def stages(comparator, csv, out) -> dict[str, float]:
     validate(csv)
     tick("validate", start)
     columns = output_columns(csv, None, comparator, False)
-    combiner = comparator.ensemble.combiners[comparator.ensemble.chosen]
     with open(out, "wb") as sink:
         start = time.perf_counter()
         for chunk in iter_triplet_chunks(csv):

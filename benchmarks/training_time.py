@@ -24,8 +24,7 @@ def main(argv=None) -> dict:
     import torch
 
     from ctxsim.config import TrainConfig
-    from ctxsim.embeddings import EmbeddingCache, embed_images
-    from ctxsim.images import load_image
+    from ctxsim.embeddings import EmbeddingCache, embed_images, preprocess_images
     from ctxsim.members.backbones import create_backbone
     from ctxsim.members.member import train_head, train_lora
     from ctxsim.members.training import MemberConfig, Triplets
@@ -54,8 +53,7 @@ def main(argv=None) -> dict:
         rows.append({"member": name, "kind": "head", "triplets": len(own), "epochs": epochs, "seconds": round(seconds, 2),
                      "triplets_per_s": round(per_epoch * epochs / seconds)})
 
-    transform = create_backbone(cfg.backbone, pretrained=False).preprocess.transform()
-    pixels = torch.stack([transform(load_image(p)) for p in paths])
+    pixels = preprocess_images(paths, create_backbone(cfg.backbone, pretrained=False).preprocess)
     small = triplets.subset(np.arange(len(y)) < LORA_STEPS * LORA_BATCH * 4)
     lora_cfg = MemberConfig(kind="lora", epochs=1, batch_size=LORA_BATCH, max_steps_per_epoch=LORA_STEPS)
     start = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ctxsim.members import distances
-from ctxsim.triplets import IMAGE_COLUMNS, PATH
+from ctxsim.triplets import IMAGE_COLUMNS, PATH, resolved_paths
 
 #: Zero-shot p_a = sigmoid(scale * margin): margins of cosine distances are small numbers.
 ZERO_SHOT_SCALE = 10.0
@@ -121,12 +121,7 @@ class Comparator(ABC):
     def score(self, df, images: str | os.PathLike | None = None, *, margins: bool = False) -> pl.DataFrame:
         """Score a DataFrame (polars or pandas) with ``ref, a, b`` columns; returns a polars frame."""
         frame = df if isinstance(df, pl.DataFrame) else pl.from_pandas(df)
-        root = (Path(images) if images else Path.cwd()).resolve().as_posix() + "/"
-        resolved = frame.with_columns(
-            pl.when(pl.col(c).str.starts_with("/")).then(pl.col(c)).otherwise(pl.lit(root) + pl.col(c)).alias(PATH[c])
-            for c in IMAGE_COLUMNS
-        )
-        scored = self.predict(resolved, margins=margins)
+        scored = self.predict(frame.with_columns(resolved_paths(images or None)), margins=margins)
         return scored.select([c for c in scored.columns if not c.startswith("_")])
 
     def compare(self, ref: str, a: str, b: str) -> float:

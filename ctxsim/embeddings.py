@@ -121,3 +121,13 @@ def _forward_all(paths, backbone, device, batch_size, decode_threads, progress, 
                 ahead = [pool.submit(prepare, p) for p in batches[i + 1]]
             bar.update(len(batch))
     return np.concatenate(out)
+
+
+def preprocess_images(paths: Sequence[str], preprocess, decode_threads: int = DEFAULT_DECODE_THREADS):
+    """The images as one preprocessed tensor (N, 3, H, W), decoded in threads: the image table that
+    LoRA members train on."""
+    import torch
+
+    transform = preprocess.transform()
+    with ThreadPoolExecutor(decode_threads) as pool:
+        return torch.stack(list(pool.map(lambda p: transform(load_image(p)), paths)))

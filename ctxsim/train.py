@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +67,10 @@ class _MemberTrainer:
     def pixels(self):
         """The preprocessed image table, for LoRA members (built once)."""
         if self._pixels is None:
-            import torch
-
-            from ctxsim.images import load_image
+            from ctxsim.embeddings import preprocess_images
             from ctxsim.members.backbones import create_backbone
 
-            transform = create_backbone(self.cfg.backbone, pretrained=False).preprocess.transform()
-            self._pixels = torch.stack([transform(load_image(p)) for p in self.paths])
+            self._pixels = preprocess_images(self.paths, create_backbone(self.cfg.backbone, pretrained=False).preprocess)
         return self._pixels
 
     def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str) -> tuple[dict, np.ndarray, dict]:

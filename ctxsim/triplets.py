@@ -57,16 +57,22 @@ class TripletFile:
         """Every column as text, plus the data row number and the resolved image paths."""
         lf = pl.scan_csv(self.path, infer_schema=False, row_index_name=ROW, row_index_offset=1)
         names = lf.collect_schema().names()
-        root = self.images_root.as_posix().rstrip("/") + "/"
-        resolved = [
-            pl.when(pl.col(c).str.starts_with("/")).then(pl.col(c)).otherwise(pl.lit(root) + pl.col(c)).alias(PATH[c])
-            for c in IMAGE_COLUMNS
-            if c in names
-        ]
-        lf = lf.with_columns(*resolved, pl.lit(str(self.path)).alias(SOURCE))
+        lf = lf.with_columns(*resolved_paths(self.images_root, names), pl.lit(str(self.path)).alias(SOURCE))
         if "id" not in names:
             lf = lf.with_columns(pl.col(ROW).cast(pl.String).alias("id"))
         return lf
+
+
+def resolved_paths(root: str | os.PathLike | None, names=IMAGE_COLUMNS) -> list[pl.Expr]:
+    """The ``_<col>_path`` columns: absolute image paths stay, relative ones join ``root`` (default: the
+    working directory). The one path rule of every reader: triplet CSVs, scored CSVs, ``Comparator.score``."""
+    prefix = Path(root if root is not None else Path.cwd()).resolve().as_posix().rstrip("/") + "/"
+    col = pl.col
+    return [
+        pl.when(col(c).str.starts_with("/")).then(col(c)).otherwise(pl.lit(prefix) + col(c)).alias(PATH[c])
+        for c in IMAGE_COLUMNS
+        if c in names
+    ]
 
 
 def as_files(csvs: Sequence[str | os.PathLike] | str | os.PathLike, images=None) -> list[TripletFile]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from ctxsim.comparator import DEFAULT_CONTEXT
 from ctxsim.errors import InputError, Problem
-from ctxsim.triplets import IMAGE_COLUMNS, LABELS, PATH, ROW, SOURCE, VOTE_COLUMNS, TripletFile, validate
+from ctxsim.triplets import IMAGE_COLUMNS, LABELS, PATH, ROW, SOURCE, VOTE_COLUMNS, TripletFile, resolved_paths, validate
 
 ENSEMBLE = "ensemble"
 BASELINE = "baseline"
@@ -148,12 +147,7 @@ def _with_row_and_paths(df: pl.DataFrame, images_root) -> pl.DataFrame:
     if "id" not in df.columns:
         df = df.with_columns(pl.col(ROW).cast(pl.String).alias("id"))
     if not all(PATH[c] in df.columns for c in IMAGE_COLUMNS):
-        # Same rule as TripletFile.scan: absolute paths stay, relative ones join the root.
-        root = (Path(images_root) if images_root is not None else Path.cwd()).resolve().as_posix().rstrip("/") + "/"
-        df = df.with_columns(
-            pl.when(pl.col(c).str.starts_with("/")).then(pl.col(c)).otherwise(pl.lit(root) + pl.col(c)).alias(PATH[c])
-            for c in IMAGE_COLUMNS
-        )
+        df = df.with_columns(resolved_paths(images_root))
     return df
 
 
