@@ -99,7 +99,7 @@ def _cmd_train(args) -> int:
     if not args.no_track:
         from ctxsim.tracking import log_training
 
-        run_id, version = log_training(args.out, metrics, cfg, args.triplets, args.register, images=args.images)
+        run_id, version = log_training(args.out, metrics, cfg, args.triplets, args.register)
         log.info("MLflow run %s%s", run_id, f"; registered {args.register} version {version}" if version else "")
     print(args.out)
     return 0

@@ -47,7 +47,7 @@ ARTIFACT_FOLDER = "mlruns"
 #: Name of the logged model inside the training run.
 MODEL_NAME = "model"
 #: Run-folder entries left out of the model (they are logged beside it as run artifacts).
-NOT_IN_MODEL = ("oof_scored.csv", "report")
+NOT_IN_MODEL = ("report",)
 #: File name of the model's code (MLflow "models from code") inside the model.
 MODEL_CODE_FILE = "ctxsim_model.py"
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -225,39 +225,17 @@ def log_member_run(name: str, accuracy: list[dict], history: dict) -> str:
         return run.info.run_id
 
 
-def build_training_report(run_dir: Path, metrics: dict, out: Path, images=None) -> Path:
-    """The report of the out-of-fold scored triplets (every member, baseline and the ensemble)."""
-    from ctxsim.reports.report import build_report
-    from ctxsim.reports.scored import read_scored
-
-    scored = read_scored(run_dir / "oof_scored.csv", images)
-    notes = {"validation": metrics.get("validation"), "ensemble": metrics.get("ensemble", {}).get("note")}
-    build_report(scored, out, title=f"ctxsim training run {run_dir.name} (out-of-fold)", notes=notes,
-                 source=str(run_dir / "oof_scored.csv"))
-    return out
-
-
-def _log_report(run_dir: Path, metrics: dict, images, csvs) -> None:
-    """Log the run's report folder (``train_run`` writes ``report/``); older run folders with only
-    ``oof_scored.csv`` get one built here."""
+def _log_report(run_dir: Path) -> None:
+    """Log the run's validation report (``train_run`` writes it to ``report/``)."""
     import mlflow
 
-    existing = run_dir / "report"
-    if (existing / "report.html").is_file():
-        mlflow.log_artifacts(str(existing), "report")
-        return
-    if not (run_dir / "oof_scored.csv").is_file():
-        log.warning("%s has no report and no oof_scored.csv: the run is tracked without a report", run_dir)
-        return
-    root = images if images is not None else as_paths(csvs)[0].resolve().parent
-    with tempfile.TemporaryDirectory(prefix="ctxsim-report-") as tmp:
-        try:
-            build_training_report(run_dir, metrics, Path(tmp) / "report", root)
-        except Exception as err:  # the report is a by-product: a failure must not lose the tracked run
-            log.warning("the training report could not be built (%s); the run is tracked without it", err)
-            mlflow.set_tag("ctxsim.report_error", str(err)[:500])
-            return
-        mlflow.log_artifacts(str(Path(tmp) / "report"), "report")
+    from ctxsim.train import REPORT_DIR
+
+    report = run_dir / REPORT_DIR
+    if (report / "report.html").is_file():
+        mlflow.log_artifacts(str(report), REPORT_DIR)
+    else:
+        log.warning("%s has no %s/: the run is tracked without a report", run_dir, REPORT_DIR)
 
 
 def pip_requirements() -> list[str]:
@@ -318,11 +296,11 @@ def log_model(run_dir: str | os.PathLike, name: str = MODEL_NAME):
 
 
 def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register: str | None = None, *,
-                 images: str | os.PathLike | None = None, run_name: str | None = None) -> tuple[str, str | None]:
+                 run_name: str | None = None) -> tuple[str, str | None]:
     """Track a finished training run (see the module docstring); returns ``(mlflow run id, model version or None)``.
 
-    ``cfg`` is the :class:`ctxsim.config.TrainConfig` of the run (or its dict), ``csvs`` its training CSVs and
-    ``images`` their images root (for the report's gallery). With ``register``, the model becomes a new
+    ``cfg`` is the :class:`ctxsim.config.TrainConfig` of the run (or its dict), ``csvs`` its training CSVs.
+    With ``register``, the model becomes a new
     version of that registered model, tagged with its out-of-fold accuracy overall and per context.
     """
     import mlflow
@@ -353,10 +331,10 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
         mlflow.set_tag("ctxsim.data_digests", ",".join(digests))
         for name, member in _member_histories(metrics).items():
             log_member_run(name, member["accuracy"], member["history"])
-        for artifact in ("metrics.json", "run.json", "oof_scored.csv"):
+        for artifact in ("metrics.json", "run.json"):
             if (run_dir / artifact).is_file():
                 mlflow.log_artifact(str(run_dir / artifact))
-        _log_report(run_dir, metrics, images, csvs)
+        _log_report(run_dir)
         model = log_model(run_dir)
     log.info("tracked run %s in %s (experiment %s)", run_id, uri, experiment_name())
     version = None
@@ -366,11 +344,10 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
     return run_id, None if version is None else str(version)
 
 
-def track_run(run_dir: str | os.PathLike, csvs, register: str | None = None, *,
-              images: str | os.PathLike | None = None) -> tuple[str, str | None]:
+def track_run(run_dir: str | os.PathLike, csvs, register: str | None = None) -> tuple[str, str | None]:
     """:func:`log_training` for a finished run folder: its config and metrics are read from the folder
     (``run.json``, ``metrics.json``), e.g. to track a run trained with ``--no-track`` later."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "run.json").read_text())["config"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return log_training(run_dir, metrics, config, csvs, register, images=images)
+    return log_training(run_dir, metrics, config, csvs, register)

@@ -56,7 +56,7 @@ def tracked(store, tmp_path_factory):
     base = session_base(tmp_path_factory)
     run_dir, metrics, cfg = trained_run(base)
     data = data_set(base)
-    run_id, version = log_training(run_dir, metrics, cfg, [data["train"]], images=data["root"])
+    run_id, version = log_training(run_dir, metrics, cfg, [data["train"]])
     return {"run_id": run_id, "version": version, "run_dir": run_dir, "metrics": metrics, "data": data}
 
 
