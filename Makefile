@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.14.1 torchvision==0.29.1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test layers browser clean
 
 install: $(STAMP)
 
@@ -28,7 +28,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(STAMP)
 	$(VENV)/bin/ctxsim demo --out demo_out
 
-test: $(STAMP) browser
+# The import layers of pyproject.toml ([tool.importlinter]); no import cycle between project modules.
+layers: $(STAMP)
+	$(PY) tools/check_layers.py
+
+test: $(STAMP) browser layers
 	$(PY) -m pytest
 
 clean:

@@ -80,7 +80,7 @@ def rows_csv(work: Path, n: int, images: list[str], tag: str = "pool") -> Path:
 
 def trained_run(work: Path, members: int) -> Path:
     """A run with ``members`` members trained on the shared data (trained once, then reused)."""
-    from ctxsim.comparator import load_comparator
+    from ctxsim.compare.model_uri import load_comparator
 
     folder = work / "runs" / f"members-{members}"
     if (folder / "run.json").exists():

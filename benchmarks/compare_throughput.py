@@ -30,8 +30,8 @@ class NaiveScorer:
         import torch
         from safetensors.torch import load_file
 
-        from ctxsim.contexts.contexts import Contexts
-        from ctxsim.ensemble.ensemble import Ensemble
+        from ctxsim.contexts.membership import Contexts
+        from ctxsim.ensemble.selection import Ensemble
         from ctxsim.members.backbones import create_backbone
         from ctxsim.members.heads import ResidualHead
         from ctxsim.members.member import MemberSpec
@@ -54,7 +54,7 @@ class NaiveScorer:
         import torch.nn.functional as F
 
         from ctxsim.ensemble.inputs import EnsembleInputs
-        from ctxsim.images import load_image
+        from ctxsim.data.images import load_image
 
         margins, zeroshot_ref = [], None
         with self.torch.inference_mode():
@@ -81,9 +81,9 @@ def main(argv=None) -> dict:
 
     import polars as pl
 
-    from ctxsim.embeddings import EmbeddingCache
-    from ctxsim.ensemble.model import RunComparator
-    from ctxsim.scoring import compare_files
+    from ctxsim.embedding.cache import EmbeddingCache
+    from ctxsim.compare.trained import RunComparator
+    from ctxsim.compare.scoring import compare_files
 
     images, _ = pool(args.work)
     run = trained_run(args.work, args.members)

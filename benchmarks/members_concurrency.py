@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     setup_env(args.work)
 
-    from ctxsim.embeddings import EmbeddingCache
+    from ctxsim.embedding.cache import EmbeddingCache
     from ctxsim.members.member import MemberSet
 
     images, _ = pool(args.work)

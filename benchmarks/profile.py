@@ -22,8 +22,8 @@ from benchmarks.common import base_parser, machine, pool, rows_csv, save, setup_
 def cold_path(images: list[str], repeat: int) -> list[dict]:
     import torch
 
-    from ctxsim.embeddings import DEFAULT_BATCH_SIZE, DEFAULT_DECODE_THREADS, _forward_all
-    from ctxsim.images import load_image
+    from ctxsim.embedding.cache import DEFAULT_BATCH_SIZE, DEFAULT_DECODE_THREADS, _forward_all
+    from ctxsim.data.images import load_image
     from ctxsim.members.backbones import create_backbone
 
     backbone = create_backbone("efficientnet_lite0").eval()

@@ -54,14 +54,14 @@ def image_variants(work: Path, images: list[str], n: int) -> list[str]:
 
 
 def comparator_for(work: Path, members: int, cache=None):
-    from ctxsim.comparator import load_comparator
+    from ctxsim.compare.model_uri import load_comparator
 
     model = ZERO_SHOT if members == 1 else str(trained_run(work, members))
     return load_comparator(model, progress=False, **({"cache": cache} if cache is not None else {}))
 
 
 def timed_compare(comparator, csv: Path, out: Path) -> float:
-    from ctxsim.scoring import compare_files
+    from ctxsim.compare.scoring import compare_files
 
     start = time.perf_counter()
     compare_files(comparator, csv, out, progress=False)
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     setup_env(args.work)
 
-    from ctxsim.embeddings import EmbeddingCache
+    from ctxsim.embedding.cache import EmbeddingCache
 
     images, _ = pool(args.work)
     out = args.work / "out" / "scaling.csv"

@@ -20,8 +20,8 @@ TARGET_ROWS_PER_S = 300_000
 
 def stages(comparator, csv, out) -> dict[str, float]:
     """Seconds per stage of one compare of ``csv`` (the same work as compare_files, timed piece by piece)."""
-    from ctxsim.scoring import conform, output_columns
-    from ctxsim.triplets import iter_triplet_chunks, validate
+    from ctxsim.compare.scoring import conform, output_columns
+    from ctxsim.data.triplets import iter_triplet_chunks, validate
 
     t: dict[str, float] = {}
 
@@ -59,8 +59,9 @@ def floor(comparator, csv, out) -> float:
     """Read, look up every member's margins in its distance table, write: no model, no stacker."""
     import polars as pl
 
-    from ctxsim.members.distances import cosine_distance_table
-    from ctxsim.triplets import IMAGE_COLUMNS, PATH, iter_triplet_chunks
+    from ctxsim.embedding.distances import cosine_distance_table
+    from ctxsim.data.triplets import iter_triplet_chunks
+    from ctxsim.schema import IMAGE_COLUMNS, PATH
 
     index = comparator._index
     tables = [cosine_distance_table(comparator._data[m]) for m in comparator.member_names]
@@ -86,8 +87,8 @@ def main(argv=None) -> dict:
 
     from ctxsim.ensemble.compiled import BoosterPredictor
     from ctxsim.ensemble.features import stacking_features
-    from ctxsim.ensemble.model import RunComparator
-    from ctxsim.scoring import compare_files
+    from ctxsim.compare.trained import RunComparator
+    from ctxsim.compare.scoring import compare_files
 
     images, _ = pool(args.work)
     run = trained_run(args.work, args.members)

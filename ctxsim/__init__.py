@@ -1,10 +1,17 @@
 """ctxsim: which of two candidates is closer to a reference image, judged in context.
 
-Importing ctxsim is cheap; torch, mlflow and ray are imported by the functions that need them.
+Importing ctxsim (or any module of its lower layers, such as ``ctxsim.config``) is cheap: the model
+loader, and with it torch, is imported by :func:`load` when it is first called.
 """
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
+
+#: The module behind :func:`load` (the compare layer); importing it here would make every
+#: ``import ctxsim.<anything>`` pay for the whole model stack.
+_LOADER = "ctxsim.compare.model_uri"
 
 
 def load(model: str, **kwargs):
@@ -12,9 +19,7 @@ def load(model: str, **kwargs):
 
     The comparator has ``.compare(ref, a, b)``, ``.score(df)`` and ``.embed(images, member=...)``.
     """
-    from ctxsim.comparator import load_comparator
-
-    return load_comparator(model, **kwargs)
+    return importlib.import_module(_LOADER).load_comparator(model, **kwargs)
 
 
 __all__ = ["load", "__version__"]

@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
 #: Mode of a newly created file before the umask applies (what ``open(path, "w")`` gives).
 _DEFAULT_FILE_MODE = 0o666
 

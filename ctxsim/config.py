@@ -17,9 +17,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctxsim.contexts.contexts import ContextConfig
-from ctxsim.ensemble.ensemble import EnsembleConfig
-from ctxsim.members.training import MemberConfig
+from ctxsim.contexts.config import ContextConfig
+from ctxsim.ensemble.config import EnsembleConfig
+from ctxsim.members.config import MemberConfig
 
 
 @dataclass

@@ -33,3 +33,15 @@ def print_table(rows: list[dict], columns: list[str] | None = None, title: str |
     for r in rows:
         table.add_row(*(_fmt(r.get(c)) for c in columns))
     Console(file=sys.stdout, width=max(120, 18 * len(columns))).print(table)
+
+
+#: How many problems are printed before the rest are only counted.
+MAX_PRINTED_PROBLEMS = 200
+
+
+def print_problems(problems) -> None:
+    """One line per problem on stderr (file, row, column), the rest only counted past the limit."""
+    for p in problems[:MAX_PRINTED_PROBLEMS]:
+        print(p, file=sys.stderr)
+    if len(problems) > MAX_PRINTED_PROBLEMS:
+        print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)

@@ -13,7 +13,19 @@ import logging
 import os
 from pathlib import Path
 
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.compare.scoring import compare_files
+from ctxsim.config import TrainConfig
+from ctxsim.console import print_table
+from ctxsim.data.importers import import_dataset
+from ctxsim.data.splits import split_files
 from ctxsim.errors import InputError, Problem
+from ctxsim.mlops.promotion import REFUSED, promote
+from ctxsim.mlops.tracking import log_training
+from ctxsim.reports.report import build_report
+from ctxsim.reports.scored import read_scored
+from ctxsim.schema import OVERALL
+from ctxsim.train.pipeline import train_run
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +45,12 @@ def data_dir(data: str | os.PathLike | None = None) -> Path:
 
 
 def import_all(data: Path, out: Path) -> dict[str, list[Path]]:
-    from ctxsim.importers import import_dataset
-
     if not data.is_dir():
         raise InputError([Problem(str(data), "data folder not found (set CTXSIM_DATA or pass --data)")])
     return {kind: import_dataset(kind, data / kind, out / kind, context=ctx) for kind, ctx in DATASETS.items()}
 
 
 def split_all(imported: dict[str, list[Path]], out: Path) -> tuple[list[Path], list[Path]]:
-    from ctxsim.splits import split_files
-
     fit, heldout = [], []
     for kind, csvs in imported.items():
         # All split CSVs in one folder: their image paths resolve from it, and so do compare's outputs.
@@ -54,18 +62,10 @@ def split_all(imported: dict[str, list[Path]], out: Path) -> tuple[list[Path], l
 
 
 def _overall(rows: list[dict]) -> dict:
-    return next(r for r in rows if r["context"] == "(all)")
+    return next(r for r in rows if r["context"] == OVERALL)
 
 
 def run_demo(data=None, out="demo_out", device: str = "cpu", register: bool = True) -> dict:
-    from ctxsim.comparator import load_comparator
-    from ctxsim.config import TrainConfig
-    from ctxsim.console import print_table
-    from ctxsim.reports.report import build_report
-    from ctxsim.reports.scored import read_scored
-    from ctxsim.scoring import compare_files
-    from ctxsim.train import train_run
-
     out = Path(out)
     imported = import_all(data_dir(data), out / "data")
     fit, heldout = split_all(imported, out / "data")
@@ -109,11 +109,6 @@ def register_and_promote(run_dir: Path, metrics: dict, cfg, fit: list[Path], hel
     """Track the run in MLflow (default store: ./mlflow.db), register it and put it through the gate;
     when it becomes champion, check that ``models:/NAME@champion`` scores exactly like the run folder."""
     import polars as pl
-
-    from ctxsim.comparator import load_comparator
-    from ctxsim.promotion import REFUSED, promote
-    from ctxsim.scoring import compare_files
-    from ctxsim.tracking import log_training
 
     run_id, version = log_training(run_dir, metrics, cfg, fit, register=MODEL_NAME)
     result = promote(MODEL_NAME, version, heldout, out=out / "promotion")

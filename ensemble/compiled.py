@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctxsim.embedding.cache import default_cache_dir
+
 log = logging.getLogger(__name__)
 
 #: Rows per block of :func:`in_blocks`: a block's features (float64) stay in the CPU cache.
@@ -143,8 +145,6 @@ def _compile(booster, cache_dir) -> CompiledPredictor:
     n_trees = booster.num_trees()
     options = dict(fblocksize=max(1, n_trees))  # one block: trees summed in the booster's order
     if cache_dir is None:
-        from ctxsim.embeddings import default_cache_dir
-
         cache_dir = default_cache_dir()
     folder = Path(cache_dir) / CACHE_SUBDIR
     folder.mkdir(parents=True, exist_ok=True)

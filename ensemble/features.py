@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.schema import margin_column
 
 
 def n_signed(n_members: int, n_contexts: int) -> int:
@@ -24,5 +25,5 @@ def stacking_features(x: EnsembleInputs, val_accuracy: np.ndarray) -> np.ndarray
 
 
 def feature_names(member_names: list[str], context_names: list[str]) -> list[str]:
-    return ([f"margin_{m}" for m in member_names] + [f"margin_{m}@{c}" for m in member_names for c in context_names]
+    return ([margin_column(m) for m in member_names] + [f"margin_{m}@{c}" for m in member_names for c in context_names]
             + [f"member_{c}" for c in context_names] + [f"acc_{m}" for m in member_names])

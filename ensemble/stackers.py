@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from ctxsim.schema import DECISION_THRESHOLD
+
 #: LightGBM defaults: few, shallow trees — the features are few and labels noisy, and a small
 #: model predicts fast (compare's stacker runs on every row).
 LGBM_PARAMS = dict(n_estimators=150, learning_rate=0.05, num_leaves=15, min_child_samples=40, subsample=0.8,
@@ -72,4 +74,4 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        return (self.predict_proba(X)[:, 1] >= DECISION_THRESHOLD).astype(int)

@@ -27,7 +27,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from ctxsim.labeling.queue import Item, Progress, Queue, QueueSettings, answer_for, is_control, is_swapped
+from ctxsim.labeling.queue import (
+    Item,
+    Progress,
+    Queue,
+    QueueSettings,
+    answer_for,
+    is_control,
+    is_swapped,
+)
 from ctxsim.labeling.session import open_session
 from ctxsim.labeling.store import Vote, VoteConflict
 

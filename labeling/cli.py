@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 log = logging.getLogger("ctxsim.labeling")
 
@@ -19,66 +18,6 @@ DEFAULT_MIN_AGREEMENT = 0.6
 DEFAULT_MIN_CONSISTENCY = 0.7
 DEFAULT_MIN_CHECKS = 5
 STRATEGIES = ("random", "uncertain", "disagreement", "balanced")
-
-
-def _cmd_plan(args) -> int:
-    from ctxsim.labeling.plan import make_plan, write_plan
-
-    comparator = None
-    if args.model:
-        from ctxsim.comparator import load_comparator
-
-        comparator = load_comparator(args.model, device=args.device)
-    df = make_plan(args.images, args.n, strategy=args.strategy, comparator=comparator,
-                   pool_factor=args.pool_factor, seed=args.seed, exclude=args.exclude)
-    write_plan(df, args.out)
-    print(args.out)
-    log.info("next: ctxsim label serve %s --images %s --db votes.sqlite", args.out, args.images)
-    return 0
-
-
-def _cmd_serve(args) -> int:
-    import uvicorn
-
-    from ctxsim.labeling.app import create_app
-    from ctxsim.labeling.queue import QueueSettings
-    from ctxsim.labeling.session import DEFAULT_ANNOTATORS, read_tokens
-
-    tokens = read_tokens(args.tokens) if args.tokens else None
-    wanted = args.annotators if args.annotators is not None else (0 if tokens else DEFAULT_ANNOTATORS)
-    try:
-        settings = QueueSettings(control_rate=args.control_rate, control_gap=args.control_gap, max_votes=args.max_votes)
-    except ValueError as err:
-        return _usage_error(str(err))
-    app = create_app(args.plan, args.db, images=args.images, tokens=tokens, annotators=wanted, settings=settings)
-    base = f"http://{args.host}:{args.port}"
-    for token, name in app.state.session.annotators.items():
-        print(f"{name}\t{base}/label/{token}", flush=True)
-    log.info("serving %d triplets on %s (Ctrl+C stops; every acknowledged vote is already on disk)", len(app.state.session.triplets), base)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=args.access_log)
-    return 0
-
-
-def _cmd_export(args) -> int:
-    from ctxsim.console import print_table
-    from ctxsim.labeling.export import QualityRule, export_votes
-
-    if args.min_votes < 1:
-        return _usage_error(f"--min-votes must be at least 1, got {args.min_votes}")
-    rule = QualityRule(min_agreement=args.min_agreement, min_consistency=args.min_consistency,
-                       min_checks=args.min_checks, action=args.low_quality)
-    result = export_votes(args.db, args.out, min_votes=args.min_votes, ties=args.ties, rule=rule, seed=args.seed,
-                          absolute=args.absolute, report=args.report)
-    print_table(result.annotators.to_dicts(), title=f"Annotators in {args.db}")
-    print(result.summary())
-    return 0
-
-
-def _usage_error(message: str) -> int:
-    from ctxsim.errors import EXIT_INVALID_INPUT
-
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_INVALID_INPUT
 
 
 def _positive_int(text: str) -> int:
@@ -107,7 +46,7 @@ def add_label_commands(subparsers) -> None:
                    help="labelled triplet CSV (paths relative to --images): not planned again, and counted by balanced")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device for --model")
-    p.set_defaults(func=_cmd_plan)
+    p.set_defaults(handler="ctxsim.labeling.commands:plan")
 
     p = label.add_parser("serve", help="serve the 2AFC page for a plan; votes go to SQLite")
     p.add_argument("plan", help="plan CSV (from `label plan`, or any triplet CSV)")
@@ -123,7 +62,7 @@ def add_label_commands(subparsers) -> None:
     p.add_argument("--control-gap", type=int, default=DEFAULT_CONTROL_GAP, help="answers between a control and its repeat")
     p.add_argument("--max-votes", type=_positive_int, help="stop serving a triplet once it has this many votes")
     p.add_argument("--access-log", action="store_true", help="log every request")
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(handler="ctxsim.labeling.commands:serve")
 
     p = label.add_parser("export", help="aggregate votes into a labelled triplet CSV and rate annotators")
     p.add_argument("--db", required=True, help="SQLite vote database of `label serve`")
@@ -142,4 +81,4 @@ def add_label_commands(subparsers) -> None:
     p.add_argument("--report", help="also write the annotator table to this CSV")
     p.add_argument("--absolute", action="store_true", help="write absolute image paths (default: relative to the image root)")
     p.add_argument("--seed", type=int, default=0, help="seed of the tie coin (--ties keep)")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(handler="ctxsim.labeling.commands:export")

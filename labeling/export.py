@@ -25,9 +25,9 @@ from pathlib import Path
 import polars as pl
 
 from ctxsim.atomic import atomic_path
+from ctxsim.data.triplets import write_triplets
 from ctxsim.labeling.queue import unit_hash
 from ctxsim.labeling.store import VoteStore
-from ctxsim.triplets import write_triplets
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """Plan which triplets people should judge next.
 
 Strategies (``make_plan(..., strategy=...)``):
-
 - ``random``: triplets drawn uniformly (reference uniform, candidates from its group).
 - ``uncertain``: a random candidate pool of ``pool_factor x n`` triplets is scored by the model;
   the ``n`` whose ``p_a`` lies closest to 0.5 are kept.
@@ -32,8 +31,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ctxsim.data.triplets import read_triplets, relative_to, write_triplets
 from ctxsim.errors import InputError, Problem
-from ctxsim.labeling.pool import ROOT_GROUP, ImagePool, Triplet, group_of, list_images, triplet_key
+from ctxsim.labeling.pool import (
+    ROOT_GROUP,
+    ImagePool,
+    Triplet,
+    group_of,
+    list_images,
+    triplet_key,
+)
+from ctxsim.schema import DEFAULT_CONTEXT, PATH, margin_column
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ def uncertainty(scored: pl.DataFrame) -> np.ndarray:
 
 def disagreement(scored: pl.DataFrame, members: Sequence[str]) -> np.ndarray:
     """Sort key (lower first): larger vote split first, then larger spread of standardised margins."""
-    m = scored.select(f"margin_{k}" for k in members).to_numpy().astype(np.float64)
+    m = scored.select(margin_column(k) for k in members).to_numpy().astype(np.float64)
     scale = np.sqrt((m**2).mean(axis=0))  # root mean square: does not depend on which side A is on
     spread = (m / np.maximum(scale, _MIN_SPREAD)).std(axis=1)
     order = np.lexsort((-spread, -disagreement_split(m)))  # the last key is the primary one
@@ -172,7 +180,6 @@ def _image_contexts(pool: ImagePool, comparator, root: Path) -> dict[str, str]:
 
 def _context_name(ref: str, routed: str | None) -> str:
     """The routed context, or the reference's folder group where the model has none to offer."""
-    from ctxsim.comparator import DEFAULT_CONTEXT
 
     return group_of(ref) if routed is None or routed == DEFAULT_CONTEXT else routed
 
@@ -195,7 +202,6 @@ def _read_exclude(csvs: Sequence[str | os.PathLike], root: Path) -> list[Triplet
     """Triplets of already labelled CSVs, as root-relative paths."""
     if not csvs:
         return []
-    from ctxsim.triplets import PATH, read_triplets, relative_to
 
     df = read_triplets(list(csvs), root, check_images=False)
     rel = df.select(relative_to(pl.col(PATH[c]), root).alias(c) for c in ("ref", "a", "b"))
@@ -203,7 +209,5 @@ def _read_exclude(csvs: Sequence[str | os.PathLike], root: Path) -> list[Triplet
 
 
 def write_plan(df: pl.DataFrame, out: str | os.PathLike) -> None:
-    from ctxsim.triplets import write_triplets
-
     write_triplets(df, out)
     log.info("wrote %d triplets to %s", df.height, out)

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ctxsim.data.images import image_problem
 from ctxsim.errors import InputError, Problem
-from ctxsim.images import image_problem
 
 log = logging.getLogger(__name__)
 

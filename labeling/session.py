@@ -1,6 +1,6 @@
 """A labeling session: a validated plan, its image root, the vote store and the annotators.
 
-The plan is a triplet CSV read with :mod:`ctxsim.triplets` (paths relative to ``images``, default
+The plan is a triplet CSV read with :mod:`ctxsim.data.triplets` (paths relative to ``images``, default
 the plan's folder). Every image must lie under that root: it is the only folder the server
 serves images from, and only images the plan names.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
+from ctxsim.data.triplets import TripletFile, read_triplets
 from ctxsim.errors import InputError, Problem
 from ctxsim.labeling.store import StoredTriplet, VoteStore
-from ctxsim.triplets import IMAGE_COLUMNS, PATH, ROW, TripletFile, read_triplets
+from ctxsim.schema import IMAGE_COLUMNS, PATH, ROW
 
 log = logging.getLogger(__name__)
 

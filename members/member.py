@@ -17,18 +17,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctxsim.embedding.cache import embed_images
+from ctxsim.embedding.distances import l2_normalize
 from ctxsim.members.backbones import Backbone, create_backbone
-from ctxsim.members.distances import l2_normalize
+from ctxsim.members.config import MemberConfig
 from ctxsim.members.heads import ResidualHead, StackedHeads
-from ctxsim.members.training import MemberConfig, Triplets, fit, split_by_images
+from ctxsim.members.training import Triplets, fit, split_by_images
+from ctxsim.schema import HEAD_KIND, LORA_KIND, ZEROSHOT
 
 log = logging.getLogger(__name__)
 
-ZEROSHOT, GLOBAL = "zeroshot", "global"
+#: The members' specs, inside the folder a run gives the members.
+SPECS_FILE = "members.json"
 
-
-def context_member_name(context: str) -> str:
-    return f"context-{context}"
 
 
 @dataclass
@@ -98,11 +99,15 @@ def head_state(head: ResidualHead) -> dict[str, torch.Tensor]:
 def save_members(folder: Path, specs: list[MemberSpec], weights: dict[str, dict[str, torch.Tensor]]) -> None:
     from safetensors.torch import save_file
 
-    (folder / "members").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         if spec.name in weights:
-            save_file(weights[spec.name], str(folder / "members" / f"{spec.name}.safetensors"))
-    (folder / "members.json").write_text(json.dumps([asdict(s) for s in specs], indent=1))
+            save_file(weights[spec.name], str(_weights_file(folder, spec.name)))
+    (folder / SPECS_FILE).write_text(json.dumps([asdict(s) for s in specs], indent=1))
+
+
+def _weights_file(folder: Path, name: str) -> Path:
+    return folder / f"{name}.safetensors"
 
 
 class MemberSet:
@@ -111,18 +116,18 @@ class MemberSet:
     def __init__(self, folder: Path, backbone_name: str, *, pretrained: bool = True):
         from safetensors.torch import load_file
 
-        self.specs = [MemberSpec(**d) for d in json.loads((folder / "members.json").read_text())]
+        self.specs = [MemberSpec(**d) for d in json.loads((folder / SPECS_FILE).read_text())]
         self.backbone = create_backbone(backbone_name, pretrained=pretrained)
         heads, self.lora_backbones = [], {}
         self.head_names = []
         for spec in self.specs:
-            path = folder / "members" / f"{spec.name}.safetensors"
-            if spec.kind == "head":
+            path = _weights_file(folder, spec.name)
+            if spec.kind == HEAD_KIND:
                 head = ResidualHead(self.backbone.feature_dim, spec.hidden)
                 head.load_state_dict(load_file(str(path)))
                 heads.append(head)
                 self.head_names.append(spec.name)
-            elif spec.kind == "lora":
+            elif spec.kind == LORA_KIND:
                 self.lora_backbones[spec.name] = _merged_lora_backbone(backbone_name, spec, path, pretrained)
         self.stacked = StackedHeads(heads).eval() if heads else None
 
@@ -131,8 +136,6 @@ class MemberSet:
         return [s.name for s in self.specs]
 
     def embed(self, paths: list[str], cache, *, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-        from ctxsim.embeddings import embed_images
-
         feats = embed_images(paths, self.backbone, cache, device=device, progress=progress)
         out = {ZEROSHOT: l2_normalize(feats)}
         if self.stacked is not None:
@@ -143,8 +146,6 @@ class MemberSet:
         return {s.name: out[s.name] for s in self.specs}
 
     def _embed_lora(self, paths, cache, device, progress) -> dict[str, np.ndarray]:
-        from ctxsim.embeddings import embed_images
-
         if not self.lora_backbones:
             return {}
         if not device.startswith("cuda"):
@@ -163,7 +164,7 @@ def _merged_lora_backbone(backbone_name: str, spec: MemberSpec, path: Path, pret
     from safetensors.torch import load_file
 
     backbone = create_backbone(backbone_name, pretrained=pretrained)
-    cfg = MemberConfig(kind="lora", lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_targets=spec.lora_targets)
+    cfg = MemberConfig(kind=LORA_KIND, lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_targets=spec.lora_targets)
     model = lora_model(backbone, cfg)
     state = load_file(str(path))
     set_peft_model_state_dict(model, state)

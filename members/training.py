@@ -9,38 +9,19 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ctxsim.members.config import MemberConfig
 from ctxsim.members.losses import LOSSES
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class MemberConfig:
-    """Hyper-parameters of one member's training (named defaults; a TOML [member] table overrides)."""
 
-    kind: str = "head"  # "head" (MLP on frozen features) or "lora" (adapters in the backbone)
-    hidden: int = 128
-    loss: str = "hinge"  # "hinge" or "ce_hinge"
-    margin: float = 0.05
-    epochs: int = 20
-    # Triplets name few images: a step embeds each unique image of its batch once, so large batches
-    # cost little more than small ones.
-    batch_size: int = 4096
-    max_steps_per_epoch: int = 25
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 3
-    val_fraction: float = 0.2  # share of images held out for early stopping
-    min_val_triplets: int = 20
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_targets: list[str] = field(default_factory=list)  # empty: the backbone's default (Backbone.lora_targets)
 
 
 @dataclass

@@ -12,9 +12,9 @@ import logging
 import polars as pl
 from PIL import Image, ImageDraw
 
+from ctxsim.data.images import load_image
 from ctxsim.errors import ImageError
-from ctxsim.images import load_image
-from ctxsim.triplets import IMAGE_COLUMNS, PATH
+from ctxsim.schema import IMAGE_COLUMNS, PATH
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ctxsim.reports.metrics import ALL
+from ctxsim.schema import OVERALL
 
 #: Resolution of embedded PNGs: sharp on a laptop screen, still small files.
 DPI = 110
@@ -39,7 +39,7 @@ def _data_uri(fig) -> str:
 def _ordered_contexts(rows: list[dict]) -> list[str]:
     """``(all)`` first, then the contexts in the order they appear."""
     seen = list(dict.fromkeys(r["context"] for r in rows))
-    return ([ALL] if ALL in seen else []) + [c for c in seen if c != ALL]
+    return ([OVERALL] if OVERALL in seen else []) + [c for c in seen if c != OVERALL]
 
 
 def accuracy_plot(accuracy: list[dict], models: list[dict]) -> str | None:

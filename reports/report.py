@@ -18,9 +18,12 @@ import numpy as np
 import polars as pl
 
 from ctxsim.atomic import atomic_path
+from ctxsim.reports import plots
+from ctxsim.reports.accuracy import context_counts, model_accuracy
 from ctxsim.reports.calibration import DEFAULT_BINS, calibration
 from ctxsim.reports.gallery import DEFAULT_GALLERY_SIZE, Thumbnailer, gallery
-from ctxsim.reports.metrics import context_counts, model_accuracy
+from ctxsim.reports.html import render_html
+from ctxsim.reports.markdown import render_markdown
 from ctxsim.reports.scored import BASELINE, MEMBER, prepare, source_of
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,6 @@ def build_report(
         report["missing_images"] = [{"path": p, "reason": r} for p, r in sorted(thumbnails.missing.items())]
     report = _jsonable(report)
 
-    from ctxsim.reports import plots
-    from ctxsim.reports.html import render_html
-    from ctxsim.reports.markdown import render_markdown
 
     figures = {
         "accuracy": plots.accuracy_plot(report["accuracy"], report["models"]),

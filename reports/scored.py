@@ -12,22 +12,29 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ctxsim.comparator import DEFAULT_CONTEXT
+from ctxsim.data.triplets import TripletFile, resolved_paths, validate
 from ctxsim.errors import InputError, Problem
-from ctxsim.triplets import IMAGE_COLUMNS, LABELS, PATH, ROW, SOURCE, VOTE_COLUMNS, TripletFile, resolved_paths, validate
+from ctxsim.schema import (
+    BASELINE_PREFIX,
+    CORRECT,
+    DECISION_THRESHOLD,
+    DEFAULT_CONTEXT,
+    IMAGE_COLUMNS,
+    LABELS,
+    MARGIN_PREFIX,
+    PATH,
+    PREDICTION,
+    PROBABILITY,
+    ROW,
+    SOURCE,
+    VOTE_COLUMNS,
+)
 
 ENSEMBLE = "ensemble"
 BASELINE = "baseline"
 MEMBER = "member"
 #: Order in which kinds of model are listed everywhere in a report.
 KINDS = (ENSEMBLE, BASELINE, MEMBER)
-PROBABILITY = "p_a"
-PREDICTION = "pred"
-CORRECT = "correct"
-MARGIN_PREFIX = "margin_"
-BASELINE_PREFIX = "p_a_"
-#: P(A) at or above which a probability says A; a margin says A above zero.
-DECISION_THRESHOLD = 0.5
 REQUIRED_COLUMNS = (*IMAGE_COLUMNS, PROBABILITY)
 #: Text values ``correct`` may take in a CSV (polars writes booleans as true/false).
 _BOOLEAN_TEXT = {"true": True, "false": False}
@@ -68,7 +75,7 @@ def models_of(columns: list[str]) -> list[ScoredModel]:
 def read_scored(csv: str | os.PathLike, images: str | os.PathLike | None = None) -> pl.DataFrame:
     """Read a scored CSV as text with its image paths resolved (``--images``, else the CSV's folder).
 
-    The triplet columns are checked by :func:`ctxsim.triplets.validate`; the scored ones by
+    The triplet columns are checked by :func:`ctxsim.data.triplets.validate`; the scored ones by
     :func:`prepare`. Raises :class:`InputError`.
     """
     report = validate(csv, images, check_images=False)

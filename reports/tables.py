@@ -5,7 +5,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from ctxsim.reports.metrics import ALL
+from ctxsim.schema import OVERALL
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def interval(row: dict) -> str:
 
 def _context_order(rows: list[dict]) -> dict[str, int]:
     names = list(dict.fromkeys(r["context"] for r in rows))
-    return {c: (-1 if c == ALL else i) for i, c in enumerate(names)}
+    return {c: (-1 if c == OVERALL else i) for i, c in enumerate(names)}
 
 
 def counts_table(report: dict) -> Table:
@@ -69,7 +69,7 @@ def _present(rows: list[dict]):
 
 
 def overall_table(report: dict) -> Table:
-    rows = [r for r in report["accuracy"] if r["context"] == ALL and r.get("accuracy") is not None]
+    rows = [r for r in report["accuracy"] if r["context"] == OVERALL and r.get("accuracy") is not None]
     columns = _present(rows)
     cells = [cell[1:] for cell in _accuracy_rows(rows, columns)]
     return Table("overall", "Overall: ensemble, baselines and members", ["model", "kind", *(h for _, h in columns)],

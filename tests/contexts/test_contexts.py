@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctxsim.contexts.contexts import ContextConfig, Contexts, declared_contexts, discover_contexts, fit_contexts
+from ctxsim.contexts.config import ContextConfig
+from ctxsim.contexts.membership import Contexts, declared_contexts, discover_contexts, fit_contexts
 
 DIM = 8
 

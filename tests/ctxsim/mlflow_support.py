@@ -63,7 +63,7 @@ def data_set(base: Path) -> dict[str, Path]:
 def trained_run(base: Path, kind: str = "train") -> tuple[Path, dict, object]:
     """A tiny run trained on ``kind`` (``train`` or ``flipped``), once per test session."""
     from ctxsim.config import load_config
-    from ctxsim.train import train_run
+    from ctxsim.train.pipeline import train_run
 
     data = data_set(base)
     out = base / "runs" / kind

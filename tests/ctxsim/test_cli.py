@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from ctxsim.cli import main
-from ctxsim.embeddings import EmbeddingCache
+from ctxsim.embedding.cache import EmbeddingCache
 from ctxsim.errors import EXIT_INVALID_INPUT
-from ctxsim.images import file_digest
+from ctxsim.data.images import file_digest
 from ctxsim.members.backbones import create_backbone
 from tests.conftest import write_image
 

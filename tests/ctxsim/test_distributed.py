@@ -13,12 +13,12 @@ import polars as pl
 import pytest
 
 from ctxsim.cli import main
-from ctxsim.comparator import load_comparator
+from ctxsim.compare.model_uri import load_comparator
 from ctxsim.config import load_config
-from ctxsim.distributed import compare_ray, shards
-from ctxsim.ensemble.model import RunComparator
-from ctxsim.scoring import compare_files
-from ctxsim.train import train_run
+from ctxsim.compare.ray_backend import compare_ray, shards
+from ctxsim.compare.trained import RunComparator
+from ctxsim.compare.scoring import compare_files
+from ctxsim.train.pipeline import train_run
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.ray
@@ -96,12 +96,12 @@ def test_ray_compare_writes_the_single_machine_output(ray_session, trained, tmp_
 
 def test_cli_compare_ray_flag(trained, tmp_path, monkeypatch):
     """``--ray`` with and without an address reaches :func:`compare_ray`; ``--resume`` is refused with it."""
-    from ctxsim import distributed
-    from ctxsim.reports.metrics import AccuracyTally
+    from ctxsim import commands
+    from ctxsim.metrics import AccuracyTally
 
     root, csv, _, _ = trained
     calls = []
-    monkeypatch.setattr(distributed, "compare_ray", lambda *a, **kw: (calls.append((a, kw)), AccuracyTally())[1])
+    monkeypatch.setattr(commands, "compare_ray", lambda *a, **kw: (calls.append((a, kw)), AccuracyTally())[1])
     argv = ["compare", str(root / "run"), str(csv), "--out", str(tmp_path / "o.csv"), "--chunk-rows", "70", "--margins"]
     assert main([*argv, "--ray"]) == 0
     assert main([*argv, "--ray", "ray://head:10001"]) == 0

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from ctxsim.config import load_config
-from ctxsim.embeddings import EmbeddingCache, default_cache_dir
-from ctxsim.ensemble.model import RunComparator
-from ctxsim.importers import import_dataset
-from ctxsim.train import train_run
+from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir
+from ctxsim.compare.trained import RunComparator
+from ctxsim.data.importers import import_dataset
+from ctxsim.train.pipeline import train_run
 
 SETS = {"shoes": "zappos", "materials": "materials"}
 HOLDOUT = 0.25  # share of each set's images held back from training

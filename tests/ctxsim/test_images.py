@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ctxsim.errors import ImageError
-from ctxsim.images import file_digest, image_problem, load_image
+from ctxsim.data.images import file_digest, image_problem, load_image
 
 EXIF_ORIENTATION = 0x0112
 ROTATE_90_CW = 6  # the EXIF value meaning "rotate 90 degrees clockwise to display"

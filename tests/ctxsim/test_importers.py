@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from ctxsim.errors import InputError
-from ctxsim.importers import IMPORTERS, import_dataset
-from ctxsim.triplets import read_triplets, validate
+from ctxsim.data.importers import IMPORTERS, import_dataset
+from ctxsim.data.triplets import read_triplets, validate
 from tests.conftest import write_image
 
 N_ROWS = 400  # enough rows that a fair shuffle puts label A between 40% and 60% of the time

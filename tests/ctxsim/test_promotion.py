@@ -1,4 +1,4 @@
-"""ctxsim.promotion: the gate on hand-computed cases, the registry flow on a temporary SQLite store, and
+"""ctxsim.mlops.promotion: the gate on hand-computed cases, the registry flow on a temporary SQLite store, and
 (marked ``server``) the whole flow against a real ``mlflow server``."""
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctxsim.promotion import (
-    ALREADY, EXIT_REFUSED, FIRST, PROMOTED, REFUSED, PairedCounts, evaluate_gate, first_champion,
-    mcnemar_worse_pvalue, render_markdown,
-)
+from ctxsim.mlops.promotion import ALREADY, FIRST, PROMOTED, REFUSED, render_markdown
+from ctxsim.mlops.gate import EXIT_REFUSED, PairedCounts, evaluate_gate, first_champion, mcnemar_worse_pvalue
 from tests.ctxsim.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
 
 
@@ -128,7 +126,7 @@ NAME = "promo-model"
 @pytest.fixture(scope="module")
 def registry_store(tmp_path_factory):
     """NAME v1: trained on the labels; v2: on flipped labels (a deliberately bad candidate); v3: v1 again."""
-    from ctxsim.tracking import log_training
+    from ctxsim.mlops.tracking import log_training
 
     base = session_base(tmp_path_factory)
     data = data_set(base)
@@ -140,13 +138,13 @@ def registry_store(tmp_path_factory):
 
 
 def version_tags(version):
-    from ctxsim.registry import get_version
+    from ctxsim.compare.model_uri import get_version
 
     return {k.removeprefix("promotion."): v for k, v in get_version(NAME, version).tags.items() if k.startswith("promotion.")}
 
 
 def champion_version():
-    from ctxsim.registry import champion
+    from ctxsim.mlops.registry import champion
 
     mv = champion(NAME)
     return None if mv is None else str(mv.version)
@@ -154,8 +152,8 @@ def champion_version():
 
 def test_promotion_flow(registry_store, capsys, tmp_path):
     from ctxsim.cli import main
-    from ctxsim.promotion import promote
-    from ctxsim.registry import client
+    from ctxsim.mlops.promotion import promote
+    from ctxsim.compare.model_uri import client
 
     data = registry_store["data"]
     eval_args = ["--eval", str(data["eval"]), "--images", str(data["root"])]
@@ -260,7 +258,7 @@ def mlflow_server(tmp_path):
 @pytest.mark.server
 def test_train_register_promote_and_load_through_a_real_server(mlflow_server, tmp_path, tmp_path_factory, capsys):
     from ctxsim.cli import main
-    from ctxsim.tracking import log_training
+    from ctxsim.mlops.tracking import log_training
 
     base = session_base(tmp_path_factory)
     data = data_set(base)
@@ -295,7 +293,7 @@ def test_train_register_promote_and_load_through_a_real_server(mlflow_server, tm
 
 
 def champion_of(name):
-    from ctxsim.registry import champion
+    from ctxsim.mlops.registry import champion
 
     mv = champion(name)
     return None if mv is None else str(mv.version)

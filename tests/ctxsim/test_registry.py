@@ -1,11 +1,12 @@
-"""ctxsim.registry on a temporary SQLite store: versions, download_run by version and alias, the cache,
+"""ctxsim.mlops.registry on a temporary SQLite store: versions, download_run by version and alias, the cache,
 ``ctxsim.load`` and ``ctxsim compare`` on ``models:/NAME@champion``."""
 from __future__ import annotations
 
 import polars as pl
 import pytest
 
-from ctxsim.registry import ModelRef, RegistryError, accuracy_tags
+from ctxsim.compare.model_uri import ModelRef, RegistryError
+from ctxsim.mlops.registry import accuracy_tags
 from tests.ctxsim.mlflow_support import data_set, session_base, trained_run, tracking_store
 
 NAME = "reg-model"
@@ -36,8 +37,8 @@ def test_accuracy_tags_from_metrics():
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """Two versions of NAME: v1 trained on the labels, v2 on the flipped labels; champion -> v1."""
-    from ctxsim.registry import set_champion
-    from ctxsim.tracking import track_run
+    from ctxsim.mlops.registry import set_champion
+    from ctxsim.mlops.tracking import track_run
 
     base = session_base(tmp_path_factory)
     data = data_set(base)
@@ -51,7 +52,8 @@ def registered(tmp_path_factory):
 
 
 def test_versions_are_numbered_and_tagged(registered):
-    from ctxsim.registry import champion, get_version
+    from ctxsim.mlops.registry import champion
+    from ctxsim.compare.model_uri import get_version
 
     assert registered["versions"] == {"train": "1", "flipped": "2"}
     assert str(champion(NAME).version) == "1"
@@ -64,7 +66,8 @@ def test_versions_are_numbered_and_tagged(registered):
 def test_download_run_by_version_and_alias_is_cached(registered, monkeypatch):
     import mlflow.artifacts
 
-    from ctxsim.registry import download_run, set_champion
+    from ctxsim.compare.model_uri import download_run
+    from ctxsim.mlops.registry import set_champion
 
     v1 = download_run(f"models:/{NAME}/1")
     assert (v1 / "run.json").read_text() == (registered["good"] / "run.json").read_text()
@@ -86,17 +89,17 @@ def test_download_run_by_version_and_alias_is_cached(registered, monkeypatch):
 
 @pytest.mark.parametrize("uri", [f"models:/{NAME}/9", f"models:/{NAME}@nobody", "models:/no-such-model/1"])
 def test_unknown_versions_aliases_and_models(registered, uri):
-    from ctxsim.registry import download_run
+    from ctxsim.compare.model_uri import download_run
 
     with pytest.raises(RegistryError, match="no-such-model|version 9|alias 'nobody'"):
         download_run(uri)
 
 
 def test_runs_uri_downloads_the_run_folder(registered):
-    from ctxsim.registry import download_run, get_version
+    from ctxsim.compare.model_uri import download_run, get_version
 
     run_id = get_version(NAME, 1).run_id
-    assert (download_run(f"runs:/{run_id}/model") / "members.json").is_file()
+    assert (download_run(f"runs:/{run_id}/model") / "members" / "members.json").is_file()
 
 
 def test_load_champion_scores_like_the_run_folder(registered):

@@ -8,11 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ctxsim.comparator import DEFAULT_CONTEXT, ZERO_SHOT_SCALE, ZeroShotComparator, load_comparator
-from ctxsim.embeddings import EmbeddingCache
+from ctxsim.compare.comparator import ZERO_SHOT_SCALE, ZeroShotComparator
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.schema import DEFAULT_CONTEXT
+from ctxsim.embedding.cache import EmbeddingCache
 from ctxsim.errors import InputError
-from ctxsim.images import load_image
-from ctxsim.scoring import compare_files
+from ctxsim.data.images import load_image
+from ctxsim.compare.scoring import compare_files
 from tests.conftest import write_near
 
 HEADER = ("ref", "a", "b", "label", "context", "votes_a", "votes_b")

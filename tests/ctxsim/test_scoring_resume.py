@@ -15,9 +15,10 @@ import polars as pl
 import pytest
 
 from ctxsim.cli import main
-from ctxsim.comparator import Comparator, load_comparator
-from ctxsim.embeddings import EmbeddingCache
-from ctxsim.scoring import PartialOutput, compare_files, skip_rows
+from ctxsim.compare.comparator import Comparator
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.embedding.cache import EmbeddingCache
+from ctxsim.compare.scoring import PartialOutput, compare_files, skip_rows
 
 CHUNK = 7
 
@@ -171,7 +172,7 @@ def test_resume_after_the_process_is_killed(tmp_path, make_images, write_csv):
 
     out = tmp_path / "scored.csv"
     slow = ("import sys, time\n"
-            "from ctxsim.comparator import Comparator\n"
+            "from ctxsim.compare.comparator import Comparator\n"
             "predict = Comparator.predict\n"
             "def slow(self, chunk, **kw):\n"
             "    time.sleep(0.1)\n"

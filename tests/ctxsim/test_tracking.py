@@ -1,4 +1,4 @@
-"""ctxsim.tracking: what a tracked training run holds in MLflow, the pyfunc model, ``ctxsim train --register``."""
+"""ctxsim.mlops.tracking: what a tracked training run holds in MLflow, the pyfunc model, ``ctxsim train --register``."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ctxsim.tracking import accuracy_metrics, flatten, metric_key, safe_name
+from ctxsim.mlops.tracking import accuracy_metrics, flatten, metric_key
+from ctxsim.compare.model_uri import safe_name
 from tests.ctxsim.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
 
 
@@ -51,7 +52,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracked(store, tmp_path_factory):
-    from ctxsim.tracking import log_training
+    from ctxsim.mlops.tracking import log_training
 
     base = session_base(tmp_path_factory)
     run_dir, metrics, cfg = trained_run(base)
@@ -64,7 +65,7 @@ def tracked(store, tmp_path_factory):
 def client(store):
     from mlflow import MlflowClient
 
-    from ctxsim.tracking import use_tracking_store
+    from ctxsim.compare.model_uri import use_tracking_store
 
     use_tracking_store()
     return MlflowClient()
@@ -172,7 +173,7 @@ def test_model_input_uris_become_local_files(tmp_path):
     import http.server
     import threading
 
-    from ctxsim.mlflow_model import _localize
+    from ctxsim.mlops.pyfunc import _localize
 
     (tmp_path / "img.png").write_bytes(b"png bytes")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))

@@ -8,12 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ctxsim import train as train_module
+from ctxsim.train import pipeline as train_module
+from ctxsim.train.member_fits import MemberTrainer
 from ctxsim.cli import main
 from ctxsim.config import load_config
-from ctxsim.members.distances import margins
-from ctxsim.train import image_folds, image_table, train_run
-from ctxsim.triplets import read_triplets
+from ctxsim.embedding.distances import margins
+from ctxsim.train.pipeline import image_folds, image_table, train_run
+from ctxsim.data.triplets import read_triplets
 from tests.synthetic import GROUPS, write_training_set, write_unseen_set
 
 TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
@@ -40,14 +41,14 @@ def test_image_folds_are_balanced_and_seeded():
 def test_train_run_writes_a_complete_run_folder(run):
     root, _, metrics = run
     out = root / "run"
-    for name in ("run.json", "contexts.json", "members.json", "metrics.json", "ensemble/ensemble.json", "report/oof_scored.parquet",
+    for name in ("run.json", "contexts/contexts.json", "members/members.json", "metrics.json", "ensemble/ensemble.json", "report/oof_scored.parquet",
                  "report/report.html", "report/report.json", "report/report.md"):
         assert (out / name).is_file(), name
-    assert sorted(p.name for p in (out / "members").iterdir()) == sorted(f"{m}.safetensors" for m in MEMBERS if m != "zeroshot")
+    assert sorted(p.name for p in (out / "members").glob("*.safetensors")) == sorted(f"{m}.safetensors" for m in MEMBERS if m != "zeroshot")
     meta = json.loads((out / "run.json").read_text())
     assert meta["backbone"] == "test_tiny" and sorted(meta["members"]) == sorted(MEMBERS) and meta["contexts"] == ["blue", "red"]
     assert meta["config"]["folds"] == 2 and meta["config"]["member"]["epochs"] == 2
-    contexts = json.loads((out / "contexts.json").read_text())
+    contexts = json.loads((out / "contexts" / "contexts.json").read_text())
     assert contexts["kind"] == "declared" and contexts["names"] == ["blue", "red"]
 
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
@@ -74,7 +75,7 @@ def test_out_of_fold_margins_are_really_out_of_fold(tmp_path, monkeypatch):
     csv = write_training_set(tmp_path)
     folds_seen, calls = [], []
     original_folds = train_module.image_folds
-    original_train = train_module._MemberTrainer.train
+    original_train = MemberTrainer.train
 
     def spy_folds(*args):
         folds_seen.append(original_folds(*args))
@@ -86,7 +87,7 @@ def test_out_of_fold_margins_are_really_out_of_fold(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(train_module, "image_folds", spy_folds)
-    monkeypatch.setattr(train_module._MemberTrainer, "train", spy_train)
+    monkeypatch.setattr(MemberTrainer, "train", spy_train)
     # a high learning rate, validated on the training rows: every copy moves away from the zero-shot backbone
     cfg = load_config(None, [*TINY, "folds=3", "contexts.mode=discovered", "contexts.k=2", "member.lr=0.02",
                              "member.min_val_triplets=100000"])
@@ -147,7 +148,7 @@ def test_compare_scores_a_run_and_routes_contexts(run, tmp_path, capsys, isolate
 
 
 def test_run_comparator_score_is_symmetric_on_a_trained_run(run, tmp_path):
-    from ctxsim.comparator import load_comparator
+    from ctxsim.compare.model_uri import load_comparator
 
     root, csv, _ = run
     df = pl.read_csv(csv).head(60)
@@ -175,12 +176,12 @@ def test_ctxsim_train_command(tmp_path, capsys, isolated_cwd):
 
 def test_train_run_with_lora_members(tmp_path, monkeypatch):
     """LoRA members train inside a run; the run folder reloads them merged, with the same embeddings."""
-    from ctxsim.embeddings import EmbeddingCache
-    from ctxsim.ensemble.model import RunComparator
+    from ctxsim.embedding.cache import EmbeddingCache
+    from ctxsim.compare.trained import RunComparator
 
     csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
     final = {}
-    original_train = train_module._MemberTrainer.train
+    original_train = MemberTrainer.train
 
     def spy_train(self, spec, triplets, seed, desc):
         result = original_train(self, spec, triplets, seed, desc)
@@ -188,10 +189,10 @@ def test_train_run_with_lora_members(tmp_path, monkeypatch):
             final[spec.name] = (self.paths, result[1])
         return result
 
-    monkeypatch.setattr(train_module._MemberTrainer, "train", spy_train)
+    monkeypatch.setattr(MemberTrainer, "train", spy_train)
     cfg = load_config(None, [*TINY, "member.kind=lora", "member.lora_rank=2", "member.lr=0.02", "member.min_val_triplets=100000"])
     train_run(csv, tmp_path / "run", cfg=cfg, progress=False)
-    specs = json.loads((tmp_path / "run" / "members.json").read_text())
+    specs = json.loads((tmp_path / "run" / "members" / "members.json").read_text())
     assert {s["name"]: s["kind"] for s in specs} == {"zeroshot": "zeroshot", "global": "lora", "context-blue": "lora", "context-red": "lora"}
     assert all(s["lora_targets"] == ["conv_pwl"] and s["lora_rank"] == 2 for s in specs if s["kind"] == "lora")
 

@@ -8,16 +8,8 @@ import polars as pl
 import pytest
 
 from ctxsim.errors import InputError, Problem
-from ctxsim.triplets import (
-    PATH,
-    ROW,
-    SOURCE,
-    iter_triplet_chunks,
-    read_triplets,
-    relative_to,
-    validate,
-    write_triplets,
-)
+from ctxsim.data.triplets import iter_triplet_chunks, read_triplets, relative_to, validate, write_triplets
+from ctxsim.schema import PATH, ROW, SOURCE
 
 
 def where(report):

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ctxsim.ensemble.ensemble import STACKER, Ensemble, EnsembleConfig, StackerCombiner, _logit, make_combiners
+from ctxsim.ensemble.selection import STACKER, Ensemble, StackerCombiner, _logit, make_combiners
+from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.features import feature_names, n_signed, stacking_features
 from ctxsim.ensemble.inputs import EnsembleInputs
 

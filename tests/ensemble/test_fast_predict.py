@@ -7,7 +7,7 @@ import pytest
 
 from ctxsim.ensemble import compiled
 from ctxsim.ensemble.compiled import BoosterPredictor, CompiledPredictor, FastBooster, compiled_predictor
-from ctxsim.ensemble.ensemble import StackerCombiner
+from ctxsim.ensemble.selection import StackerCombiner
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import LGBM_PARAMS, SymmetricStacker
 

@@ -4,22 +4,25 @@ The run folder is put together here from its parts (contexts, head members, a fi
 tiny ``test_tiny`` backbone, so these tests do not depend on the training driver."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from ctxsim.comparator import load_comparator
-from ctxsim.contexts.contexts import declared_contexts
-from ctxsim.embeddings import EmbeddingCache
-from ctxsim.ensemble.ensemble import Ensemble, EnsembleConfig
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.contexts.membership import declared_contexts
+from ctxsim.embedding.cache import EmbeddingCache
+from ctxsim.ensemble.selection import Ensemble
+from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.model import RunComparator
-from ctxsim.members.distances import margins
+from ctxsim.compare.trained import RunComparator
+from ctxsim.embedding.distances import margins
 from ctxsim.members.heads import ResidualHead
-from ctxsim.members.member import GLOBAL, ZEROSHOT, MemberSet, MemberSpec, head_state, save_members
+from ctxsim.members.member import MemberSet, MemberSpec, head_state, save_members
+from ctxsim.errors import InputError
+from ctxsim.run_folder import RunFolder, RunManifest
+from ctxsim.schema import GLOBAL, ZEROSHOT
 from tests.synthetic import triplet_rows, write_images
 
 MEMBERS = [ZEROSHOT, GLOBAL, "context-blue", "context-red"]
@@ -48,19 +51,19 @@ def run_dir(tmp_path_factory):
 
     run = root / "run"
     specs = [MemberSpec(ZEROSHOT, "zeroshot")] + [MemberSpec(n, "head", None if n == GLOBAL else n[8:], hidden=16) for n in MEMBERS[1:]]
-    save_members(run, specs, {n: head_state(perturbed_head(256, k)) for k, n in enumerate(MEMBERS[1:])})
-    emb = MemberSet(run, "test_tiny").embed([str(root / p) for p in paths], EmbeddingCache(), progress=False)
+    folder = RunFolder(run)
+    weights = {n: head_state(perturbed_head(256, k)) for k, n in enumerate(MEMBERS[1:])}
+    save_members(folder.members_dir, specs, weights)
+    emb = MemberSet(folder.members_dir, "test_tiny").embed([str(root / p) for p in paths], EmbeddingCache(), progress=False)
 
     refs = np.unique(ref)
     contexts = declared_contexts(emb[ZEROSHOT][refs], [p.split("/")[1].rstrip("0123456789.png") for p in np.array(paths)[refs]])
-    contexts.save(run)
     membership = contexts.membership(emb[ZEROSHOT][ref], df["context"].to_list())
     x = EnsembleInputs(np.column_stack([margins(emb[m], ref, a, b) for m in MEMBERS]), membership, MEMBERS, emb[ZEROSHOT][ref], ref)
     y = (df["label"] == "A").to_numpy().astype(int)
     acc = np.full((len(MEMBERS), 2), 0.7)
     ensemble, _ = Ensemble.fit(x, y, np.ones(len(y)), ref % 3, acc, contexts.names, EnsembleConfig(folds=3))
-    ensemble.save(run / "ensemble")
-    (run / "run.json").write_text(json.dumps({"backbone": "test_tiny", "members": MEMBERS, "contexts": contexts.names}))
+    folder.save_model(contexts, specs, weights, ensemble, RunManifest(backbone="test_tiny", members=MEMBERS, contexts=contexts.names))
     return root, run, emb, paths
 
 
@@ -78,7 +81,7 @@ def test_loads_a_run_folder(run_dir, comparator):
 
 
 def test_not_a_run_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a ctxsim run folder"):
+    with pytest.raises(InputError, match="not a ctxsim run folder"):
         RunComparator(tmp_path)
 
 

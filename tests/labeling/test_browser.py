@@ -95,7 +95,7 @@ def test_a_session_on_the_shared_images_from_plan_to_a_trainable_csv(browser, tm
     and the exported CSV is a valid labelled triplet file the models read."""
     from ctxsim.cli import main
     from ctxsim.demo import data_dir
-    from ctxsim.triplets import validate
+    from ctxsim.data.triplets import validate
 
     data = data_dir()
     plan = tmp_path / "plan.csv"

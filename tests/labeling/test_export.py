@@ -7,7 +7,7 @@ import pytest
 from ctxsim.cli import main
 from ctxsim.labeling.export import EXPORT_COLUMNS, QualityRule, export_votes
 from ctxsim.labeling.store import StoredTriplet, Vote, VoteStore
-from ctxsim.triplets import validate
+from ctxsim.data.triplets import validate
 
 ROOT = Path("/data/images")
 PLAN = [StoredTriplet(f"t{i}", f"s/r{i}.png", f"s/a{i}.png", f"s/b{i}.png", "shoes" if i % 2 else None, i - 1) for i in range(1, 7)]

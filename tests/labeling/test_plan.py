@@ -11,7 +11,7 @@ from ctxsim.cli import main
 from ctxsim.errors import InputError
 from ctxsim.labeling.plan import PLAN_COLUMNS, balanced_quotas, disagreement, disagreement_split, make_plan, triplet_id
 from ctxsim.labeling.pool import group_of, triplet_key
-from ctxsim.triplets import validate
+from ctxsim.data.triplets import validate
 
 from .helpers import make_image_tree, write_plan_csv
 

@@ -87,7 +87,7 @@ def test_test_tiny_is_seeded_and_small():
 
 
 def test_pixels_is_the_resized_normalised_image(make_images):
-    from ctxsim.images import load_image
+    from ctxsim.data.images import load_image
 
     (path,) = make_images(1, size=(PIXEL_SIDE, PIXEL_SIDE))
     bb = create_backbone("pixels")
@@ -172,7 +172,7 @@ def test_lora_targets_follow_the_architecture():
 def test_lora_on_a_vit_backbone_wraps_qkv_and_only_adapters_train():
     from ctxsim.members.backbones import create_backbone
     from ctxsim.members.member import lora_model
-    from ctxsim.members.training import MemberConfig
+    from ctxsim.members.config import MemberConfig
 
     backbone = create_backbone("timm:test_vit", pretrained=False)
     model = lora_model(backbone, MemberConfig(kind="lora", lora_rank=2))

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ctxsim.members.distances import cosine_distance_table, l2_normalize, margins
+from ctxsim.embedding.distances import cosine_distance_table, l2_normalize, margins
 
 # Four unit vectors in the plane: R along x, A at cos = 0.6 from R, B at 90 degrees, C opposite R.
 R, A, B, C = [1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]

@@ -10,25 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctxsim.embeddings import EmbeddingCache, embed_images
-from ctxsim.images import load_image
+from ctxsim.embedding.cache import EmbeddingCache, embed_images
+from ctxsim.data.images import load_image
 from ctxsim.members.backbones import create_backbone
-from ctxsim.members.distances import l2_normalize, margins
+from ctxsim.embedding.distances import l2_normalize, margins
 from ctxsim.members.heads import ResidualHead
-from ctxsim.members.member import (
-    GLOBAL,
-    ZEROSHOT,
-    MemberSet,
-    MemberSpec,
-    _split,
-    context_member_name,
-    head_state,
-    lora_state,
-    save_members,
-    train_head,
-    train_lora,
-)
-from ctxsim.members.training import MemberConfig, Triplets
+from ctxsim.members.member import MemberSet, MemberSpec, _split, head_state, lora_state, save_members, train_head, train_lora
+from ctxsim.schema import GLOBAL, ZEROSHOT, context_member_name
+from ctxsim.members.config import MemberConfig
+from ctxsim.members.training import Triplets
 
 N_IMAGES = 10
 
@@ -98,7 +88,7 @@ def test_head_members_save_and_evaluate_together(tmp_path, images, tiny):
              MemberSpec(context_member_name("a"), "head", "a", hidden=16)]
     save_members(tmp_path, specs, {n: head_state(h) for n, h in heads.items()})
     assert json.loads((tmp_path / "members.json").read_text()) == [asdict(s) for s in specs]
-    assert sorted(p.name for p in (tmp_path / "members").iterdir()) == ["context-a.safetensors", "global.safetensors"]
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["context-a.safetensors", "global.safetensors"]
 
     members = MemberSet(tmp_path, "test_tiny")
     assert members.names == [ZEROSHOT, GLOBAL, "context-a"] and members.head_names == [GLOBAL, "context-a"]

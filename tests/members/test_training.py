@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctxsim.members.distances import margins
-from ctxsim.members.training import MemberConfig, Triplets, _margins, accuracy, fit, split_by_images
+from ctxsim.embedding.distances import margins
+from ctxsim.members.config import MemberConfig
+from ctxsim.members.training import Triplets, _margins, accuracy, fit, split_by_images
 
 DIM = 6
 

@@ -6,7 +6,8 @@ import math
 import polars as pl
 import pytest
 
-from ctxsim.reports.metrics import ALL, AccuracyTally, wilson_interval
+from ctxsim.schema import OVERALL
+from ctxsim.metrics import AccuracyTally, wilson_interval
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
@@ -46,7 +47,7 @@ def test_accuracy_per_context_and_overall():
     tally = AccuracyTally()
     tally.update(scored())
     x, y, overall = tally.summary()
-    assert [r["context"] for r in (x, y, overall)] == ["x", "y", ALL]
+    assert [r["context"] for r in (x, y, overall)] == ["x", "y", OVERALL]
     # x: rows 1..3 correct, wrong, correct -> 2/3; y: correct, wrong, correct -> 2/3; all 4/6
     assert (x["rows"], x["labelled"], x["accuracy"]) == (3, 3, pytest.approx(2 / 3))
     assert (y["rows"], y["accuracy"]) == (3, pytest.approx(2 / 3))
@@ -86,7 +87,7 @@ def test_unlabelled_and_voteless_rows():
     tally = AccuracyTally()
     tally.update(pl.DataFrame({"context": ["x", "x"], "pred": ["A", "B"]}))
     (x, overall) = tally.summary()
-    assert x == {"context": "x", "rows": 2} and overall == {"context": ALL, "rows": 2}
+    assert x == {"context": "x", "rows": 2} and overall == {"context": OVERALL, "rows": 2}
     # a row with no label (null correct) counts as a row but not as a labelled one
     tally = AccuracyTally()
     tally.update(pl.DataFrame({"context": ["x", "x", "x"], "pred": ["A", "B", "A"], "correct": [True, None, False]}))

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from ctxsim.errors import InputError
-from ctxsim.reports.metrics import ALL
+from ctxsim.schema import OVERALL
 from ctxsim.reports.report import REPORT_FILES, build_report
 from ctxsim.reports.scored import read_scored
 
@@ -32,8 +32,8 @@ def test_report_json_holds_the_hand_computed_numbers(built):
     assert [(m["name"], m["kind"]) for m in report["models"]] == [
         ("ensemble", "ensemble"), ("majority_vote", "baseline"), ("zeroshot", "member"), ("context-red", "member")]
     acc = {(r["model"], r["context"]): r for r in report["accuracy"]}
-    assert acc[("ensemble", ALL)]["accuracy"] == pytest.approx(0.75)
-    assert acc[("majority_vote", ALL)]["accuracy"] == pytest.approx(7 / 8)
+    assert acc[("ensemble", OVERALL)]["accuracy"] == pytest.approx(0.75)
+    assert acc[("majority_vote", OVERALL)]["accuracy"] == pytest.approx(7 / 8)
     assert acc[("context-red", "red")]["accuracy"] == pytest.approx(0.75)
     assert acc[("ensemble", "red")]["vote_agreement"] == pytest.approx(10 / 15)
     assert set(report["calibration"]) == {"ensemble", "majority_vote"}  # members have margins, not probabilities
@@ -43,7 +43,7 @@ def test_report_json_holds_the_hand_computed_numbers(built):
     assert [h["id"] for h in report["hardest"]] == ["2", "3"]
     assert report["notes"] == NOTES
     assert any("2 triplets have tied votes" in m for m in report["messages"])
-    assert {c["context"]: c["images"] for c in report["counts"]} == {"blue": 7, "red": 6, ALL: 12}
+    assert {c["context"]: c["images"] for c in report["counts"]} == {"blue": 7, "red": 6, OVERALL: 12}
 
 
 def test_report_md_has_every_table_and_the_notes(built):
@@ -73,7 +73,7 @@ def test_unlabelled_csv_gets_counts_and_a_note(scored, scored_dir: Path, tmp_pat
     report = build_report(read_scored(csv), tmp_path / "r")
     assert report["labelled"] is False and report["calibration"] == {} and report["hardest"] == []
     assert any("accuracy" in m and "labelled" in m for m in report["messages"])
-    assert {c["context"]: c["triplets"] for c in report["counts"]} == {"blue": 4, "red": 4, ALL: 8}
+    assert {c["context"]: c["triplets"] for c in report["counts"]} == {"blue": 4, "red": 4, OVERALL: 8}
     assert all(r.get("accuracy") is None for r in report["accuracy"])
     assert "## Triplets and images per context" in (tmp_path / "r" / "report.md").read_text()
 

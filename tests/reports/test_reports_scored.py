@@ -8,7 +8,7 @@ import pytest
 
 from ctxsim.errors import InputError
 from ctxsim.reports.scored import BASELINE, ENSEMBLE, MEMBER, models_of, prepare, read_scored
-from ctxsim.triplets import PATH
+from ctxsim.schema import PATH
 
 
 def test_models_are_listed_ensemble_then_baselines_then_members():

@@ -18,18 +18,12 @@ from pathlib import Path
 import polars as pl
 
 from ctxsim.atomic import atomic_path
+from ctxsim.data.images import image_problem
 from ctxsim.errors import InputError, Problem
-from ctxsim.images import image_problem
+from ctxsim.schema import IMAGE_COLUMNS, LABELS, PATH, ROW, SOURCE, VOTE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-IMAGE_COLUMNS = ("ref", "a", "b")
-LABELS = ("A", "B")
-VOTE_COLUMNS = ("votes_a", "votes_b")
-KNOWN_COLUMNS = (*IMAGE_COLUMNS, "label", "context", *VOTE_COLUMNS, "id")
-#: Internal columns added on read: the source file, the 1-based data row and resolved image paths.
-SOURCE, ROW = "_source", "_row"
-PATH = {c: f"_{c}_path" for c in IMAGE_COLUMNS}
 DEFAULT_CHUNK_ROWS = 100_000
 #: How many warnings of one kind are listed before they are only counted.
 MAX_LISTED_WARNINGS = 20

@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ctxsim.contexts.config import ContextConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ContextConfig:
-    mode: str = "auto"  # "declared", "discovered", or "auto": declared when the CSVs have a context column
-    k: int | None = None  # number of discovered contexts; None: chosen over [k_min, k_max]
-    k_min: int = 2
-    k_max: int = 6
-    method: str = "kmeans"  # "kmeans" (K by silhouette) or "gmm" (K by BIC)
-    min_triplets: int = 200  # a context with fewer training triplets is merged into its nearest neighbour
-    temperature: float = 20.0  # softmax sharpness of membership over cosine similarities to centroids
-    seed: int = 0
 
 
 class Contexts:
@@ -59,6 +48,7 @@ class Contexts:
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         meta = {"names": self.names, "kind": self.kind, "temperature": self.temperature, "centroids": self.centroids.tolist()}
         (folder / "contexts.json").write_text(json.dumps(meta))
 

@@ -23,9 +23,15 @@ from pathlib import Path
 import polars as pl
 
 from ctxsim.atomic import write_text_atomic
-from ctxsim.comparator import OUTPUT_COLUMNS, Comparator
-from ctxsim.reports.metrics import AccuracyTally
-from ctxsim.triplets import DEFAULT_CHUNK_ROWS, as_files, iter_triplet_chunks, validate
+from ctxsim.compare.comparator import Comparator
+from ctxsim.data.triplets import (
+    DEFAULT_CHUNK_ROWS,
+    as_files,
+    iter_triplet_chunks,
+    validate,
+)
+from ctxsim.metrics import AccuracyTally
+from ctxsim.schema import OUTPUT_COLUMNS, margin_column
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ def output_columns(csvs, images, comparator: Comparator, margins: bool) -> list[
     has_label = "label" in seen
     added = [c for c in OUTPUT_COLUMNS if c != "correct" or has_label]
     cols = [c for c in seen if c not in added] + added
-    return cols + ([f"margin_{m}" for m in comparator.member_names] if margins else []) + comparator.extra_columns
+    return cols + ([margin_column(m) for m in comparator.member_names] if margins else []) + comparator.extra_columns
 
 
 def conform(scored: pl.DataFrame, columns: list[str]) -> pl.DataFrame:

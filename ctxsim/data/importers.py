@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ctxsim.data.triplets import write_triplets
 from ctxsim.errors import InputError, Problem
-from ctxsim.triplets import write_triplets
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ctxsim.triplets import IMAGE_COLUMNS, PATH, write_triplets
+from ctxsim.data.triplets import read_triplets, write_triplets
+from ctxsim.schema import IMAGE_COLUMNS, PATH
 
 DEFAULT_HOLDOUT = 0.25
 DEFAULT_SEED = 0
 
 
 def split_by_images(df: pl.DataFrame, holdout: float = DEFAULT_HOLDOUT, seed: int = DEFAULT_SEED) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(fit rows, held-out rows) of a frame read by :func:`ctxsim.triplets.read_triplets`."""
+    """(fit rows, held-out rows) of a frame read by :func:`ctxsim.data.triplets.read_triplets`."""
     if not 0 < holdout < 1:
         raise ValueError(f"holdout must be between 0 and 1, got {holdout}")
     images = sorted(set().union(*(df[PATH[c]].to_list() for c in IMAGE_COLUMNS)))
@@ -32,7 +33,6 @@ def split_by_images(df: pl.DataFrame, holdout: float = DEFAULT_HOLDOUT, seed: in
 def split_files(csvs, images, out_fit, out_heldout, holdout: float = DEFAULT_HOLDOUT, seed: int = DEFAULT_SEED) -> tuple[int, int]:
     """Split triplet CSVs by images into two CSVs, image paths relative to each output's folder;
     returns the row counts."""
-    from ctxsim.triplets import read_triplets
 
     fit, heldout = split_by_images(read_triplets(csvs, images, check_images=False), holdout, seed)
     for part, out in ((fit, out_fit), (heldout, out_heldout)):

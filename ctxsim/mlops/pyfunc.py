@@ -25,6 +25,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import pandas as pd
 
+import ctxsim
 from ctxsim import __version__
 
 #: Name of the run-folder artifact inside the MLflow model (``<model>/artifacts/run``).
@@ -49,9 +50,9 @@ def signature():
 
 def model_code() -> str:
     """The script MLflow stores as the model's code (models from code): it builds a :class:`CtxsimModel`."""
-    return (f'"""ctxsim {__version__}: the ensemble of a run folder as a pyfunc model (see ctxsim.mlflow_model)."""\n'
+    return (f'"""ctxsim {__version__}: the ensemble of a run folder as a pyfunc model (see ctxsim.mlops.pyfunc)."""\n'
             "import mlflow\n"
-            "from ctxsim.mlflow_model import CtxsimModel\n\n"
+            "from ctxsim.mlops.pyfunc import CtxsimModel\n\n"
             "mlflow.models.set_model(CtxsimModel())\n")
 
 
@@ -59,8 +60,6 @@ class CtxsimModel(mlflow.pyfunc.PythonModel):
     """``predict(df)`` -> ``p_a``, ``pred``, ``context`` per row, by the run folder's ensemble."""
 
     def load_context(self, context):
-        import ctxsim
-
         self.comparator = ctxsim.load(context.artifacts[RUN_ARTIFACT], progress=False)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

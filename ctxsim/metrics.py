@@ -2,23 +2,19 @@
 
 ``accuracy`` counts every labelled row; ``majority_accuracy`` only rows whose votes have a clear
 majority; ``vote_agreement`` is the share of individual votes that side with the prediction
-(its ceiling, always siding with the majority, is ``vote_ceiling``). :func:`model_accuracy` runs one
-tally per model of a scored frame; :func:`context_counts` counts triplets and images per context.
+(its ceiling, always siding with the majority, is ``vote_ceiling``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-if TYPE_CHECKING:
-    from ctxsim.reports.scored import ScoredModel
+from ctxsim.schema import OVERALL
 
 #: Confidence level of the reported intervals.
 CONFIDENCE = 0.95
-ALL = "(all)"
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -58,7 +54,7 @@ class AccuracyTally:
                 pl.max_horizontal(va, vb).sum().alias("votes_best"),
             ]
         for row in chunk.group_by(group).agg(exprs).iter_rows(named=True):
-            for key in (str(row[group]), ALL):
+            for key in (str(row[group]), OVERALL):
                 into = self.counts.setdefault(key, dict.fromkeys(_COUNTS, 0))
                 for k in _COUNTS:
                     into[k] += int(row.get(k) or 0)
@@ -66,7 +62,7 @@ class AccuracyTally:
     def summary(self) -> list[dict]:
         """One dict per group (``(all)`` last) with rates and 95% Wilson intervals."""
         out = []
-        for group in sorted(k for k in self.counts if k != ALL) + ([ALL] if self.counts else []):
+        for group in sorted(k for k in self.counts if k != OVERALL) + ([OVERALL] if self.counts else []):
             c = self.counts[group]
             row = {"context": group, "rows": c["rows"]}
             if c["labelled"]:
@@ -80,51 +76,3 @@ class AccuracyTally:
                 )
             out.append(row)
         return out
-
-
-def model_accuracy(frame: pl.DataFrame, models: list[ScoredModel]) -> list[dict]:
-    """Per-context accuracy rows (:meth:`AccuracyTally.summary`) for every model, with ``model`` and ``kind``.
-
-    ``frame`` is a prepared scored frame; a model's ``correct`` is its prediction == ``label``, and
-    probabilistic models also get their Brier score per context.
-    """
-    from ctxsim.reports.calibration import brier_by_group
-
-    labelled = "label" in frame.columns
-    votes = [c for c in ("votes_a", "votes_b") if c in frame.columns]
-    rows = []
-    for m in models:
-        pred = m.prediction().alias("pred")
-        cols = [pl.col("context"), pred, *votes] + ([(pred == pl.col("label")).alias("correct")] if labelled else [])
-        tally = AccuracyTally()
-        tally.update(frame.select(cols))
-        brier = {}
-        if labelled and m.has_probability:
-            brier = brier_by_group(frame, m.column) | brier_by_group(frame.with_columns(pl.lit(ALL).alias("context")), m.column)
-        for row in tally.summary():
-            extra = {"brier": brier[row["context"]]} if row["context"] in brier else {}
-            rows.append({"model": m.name, "kind": m.kind, **row, **extra})
-    return rows
-
-
-def context_counts(frame: pl.DataFrame) -> list[dict]:
-    """Triplets, labelled triplets, distinct references and distinct images (ref, A or B) per context.
-
-    Images are told apart by their resolved paths (relative paths joined to the images root).
-    """
-    from ctxsim.triplets import IMAGE_COLUMNS, PATH
-
-    ref, a, b = (PATH[c] for c in IMAGE_COLUMNS)
-    labelled = pl.col("label").is_not_null().sum() if "label" in frame.columns else pl.lit(0)
-
-    def counts(df: pl.DataFrame) -> pl.DataFrame:
-        return df.group_by("context").agg(
-            pl.len().alias("triplets"),
-            labelled.alias("labelled"),
-            pl.col(ref).n_unique().alias("references"),
-            pl.concat_list(ref, a, b).explode().n_unique().alias("images"),
-        )
-
-    per = counts(frame).sort("context")
-    total = counts(frame.with_columns(pl.lit(ALL).alias("context")))
-    return pl.concat([per, total]).to_dicts() if frame.height else []

@@ -4,7 +4,6 @@ The candidate and the current champion score the same held-out labelled triplets
 Per triplet each model is right or wrong; let ``n`` be the labelled triplets,
 ``b`` those the champion gets right and the candidate wrong, ``c`` the reverse (the discordant pairs).
 The candidate is promoted only if all three hold:
-
 1. **No significant loss (exact one-sided McNemar).** Under "the models are equally good" each
    discordant pair is a fair coin, so ``b ~ Binomial(b + c, 1/2)``. The test that the candidate is
    worse, ``p = P(X >= b)`` (``scipy.stats.binomtest(b, b + c, 0.5, alternative="greater")``;
@@ -30,7 +29,6 @@ no labelled triplets, a threshold out of range).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -38,167 +36,46 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ctxsim.compare.model_uri import (
+    RegistryError,
+    client,
+    download_run,
+    get_version,
+    load_comparator,
+    safe_name,
+)
+from ctxsim.compare.scoring import compare_files
+from ctxsim.console import print_table
+from ctxsim.data.triplets import read_triplets
 from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
+from ctxsim.mlops import registry
+from ctxsim.mlops.gate import (
+    DEFAULT_ALPHA,
+    DEFAULT_EPSILON,
+    DEFAULT_TOLERANCE,
+    EXIT_REFUSED,
+    GateDecision,
+    ThresholdError,
+    check_thresholds,
+    evaluate_gate,
+    first_champion,
+)
+from ctxsim.mlops.store import as_paths
+from ctxsim.reports.report import build_report
+from ctxsim.schema import IMAGE_COLUMNS, OVERALL, PATH
 
 log = logging.getLogger(__name__)
 
-#: Exit code of ``ctxsim promote`` when the gate refuses the candidate.
-EXIT_REFUSED = 3
-#: Significance level of the one-sided McNemar test that the candidate is worse.
-DEFAULT_ALPHA = 0.05
-#: Largest overall accuracy loss (point estimate) still accepted.
-DEFAULT_EPSILON = 0.005
-#: Largest accuracy loss accepted in any one context.
-DEFAULT_TOLERANCE = 0.02
-#: Slack of every comparison of rates, so exact ties are not decided by float rounding.
-SLACK = 1e-9
-
-PROMOTE_DESCRIPTION = (
-    "Score the candidate version and the current champion on the same held-out labelled triplets and move the "
-    "champion alias only if the candidate is not worse overall (exact one-sided McNemar test of 'candidate worse' "
-    "does not reject at alpha, and its accuracy >= the champion's - epsilon) and no context loses more than the "
-    "tolerance. With no champion yet, the candidate becomes the champion. The decision is recorded on the version.")
 
 PROMOTED, REFUSED, FIRST, ALREADY = "promoted", "refused", "promoted (first champion)", "already champion"
 
 
 # -- the gate (pure) ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PairedCounts:
-    """Agreement of two models on the same triplets: both right, only one right, both wrong."""
-
-    both: int
-    candidate_only: int
-    champion_only: int
-    neither: int
-
-    @classmethod
-    def of(cls, candidate_correct, champion_correct) -> PairedCounts:
-        cand, champ = np.asarray(candidate_correct, bool), np.asarray(champion_correct, bool)
-        if cand.shape != champ.shape:
-            raise ValueError(f"paired results differ in length: {cand.shape} vs {champ.shape}")
-        return cls(int((cand & champ).sum()), int((cand & ~champ).sum()), int((~cand & champ).sum()), int((~cand & ~champ).sum()))
-
-    @property
-    def n(self) -> int:
-        return self.both + self.candidate_only + self.champion_only + self.neither
-
-    @property
-    def discordant(self) -> int:
-        return self.candidate_only + self.champion_only
-
-    @property
-    def candidate_accuracy(self) -> float:
-        return (self.both + self.candidate_only) / self.n if self.n else math.nan
-
-    @property
-    def champion_accuracy(self) -> float:
-        return (self.both + self.champion_only) / self.n if self.n else math.nan
-
-    @property
-    def delta(self) -> float:
-        """Candidate minus champion accuracy."""
-        return (self.candidate_only - self.champion_only) / self.n if self.n else math.nan
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"n": self.n, "discordant": self.discordant, "candidate_accuracy": self.candidate_accuracy,
-                               "champion_accuracy": self.champion_accuracy, "delta": self.delta}
-
-
-def mcnemar_worse_pvalue(candidate_only: int, champion_only: int) -> float:
-    """Exact one-sided McNemar p-value of "the candidate is worse": P(X >= champion_only), X ~ Bin(discordant, 1/2)."""
-    discordant = candidate_only + champion_only
-    if discordant == 0:
-        return 1.0
-    from scipy.stats import binomtest
-
-    return float(binomtest(champion_only, discordant, 0.5, alternative="greater").pvalue)
-
-
-@dataclass(frozen=True)
-class ContextCheck:
-    context: str
-    counts: PairedCounts
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return self.counts.delta >= -self.tolerance - SLACK
-
-    def as_dict(self) -> dict:
-        return {"context": self.context, **self.counts.as_dict(), "tolerance": self.tolerance, "passed": self.passed}
-
-
-@dataclass
-class GateDecision:
-    """The gate's verdict and every number it used."""
-
-    promote: bool
-    reasons: list[str]
-    overall: PairedCounts
-    p_value: float
-    alpha: float
-    epsilon: float
-    tolerance: float
-    contexts: list[ContextCheck] = field(default_factory=list)
-    compared: bool = True  # False: no champion to compare with
-
-    def as_dict(self) -> dict:
-        return {"promote": self.promote, "reasons": self.reasons, "compared": self.compared,
-                "rule": {"alpha": self.alpha, "epsilon": self.epsilon, "tolerance": self.tolerance},
-                "overall": self.overall.as_dict() | {"p_value_candidate_worse": self.p_value},
-                "contexts": [c.as_dict() for c in self.contexts]}
-
-
-class ThresholdError(ValueError):
-    """alpha, tolerance or epsilon out of range (bad input: exit code 2)."""
-
-
-def check_thresholds(alpha: float, tolerance: float, epsilon: float) -> None:
-    if not 0 < alpha < 1:
-        raise ThresholdError(f"--alpha must be between 0 and 1, got {alpha}")
-    if not 0 <= tolerance < 1 or not 0 <= epsilon < 1:
-        raise ThresholdError(f"--tolerance and --epsilon must be in [0, 1), got {tolerance} and {epsilon}")
-
-
-def evaluate_gate(candidate_correct, champion_correct, contexts, *, alpha: float = DEFAULT_ALPHA,
-                  tolerance: float = DEFAULT_TOLERANCE, epsilon: float = DEFAULT_EPSILON) -> GateDecision:
-    """Apply the rule of the module docstring to per-triplet correctness of both models and each triplet's context."""
-    check_thresholds(alpha, tolerance, epsilon)
-    cand, champ = np.asarray(candidate_correct, bool), np.asarray(champion_correct, bool)
-    ctx = np.asarray(contexts, dtype=object)
-    if not (len(cand) == len(champ) == len(ctx)):
-        raise ValueError("candidate, champion and contexts must have one entry per triplet")
-    if len(cand) == 0:
-        raise ValueError("no labelled triplets to compare on")
-    overall = PairedCounts.of(cand, champ)
-    p = mcnemar_worse_pvalue(overall.candidate_only, overall.champion_only)
-    checks = [ContextCheck(str(k), PairedCounts.of(cand[ctx == k], champ[ctx == k]), tolerance) for k in sorted(set(ctx.tolist()), key=str)]
-    reasons = []
-    if p < alpha:
-        reasons.append(f"significantly worse overall: McNemar one-sided p = {p:.4g} < alpha {alpha} "
-                       f"({overall.champion_only} triplets only the champion gets right, {overall.candidate_only} only the candidate)")
-    if overall.delta < -epsilon - SLACK:
-        reasons.append(f"overall accuracy {overall.candidate_accuracy:.4f} < champion {overall.champion_accuracy:.4f} - epsilon {epsilon}")
-    for c in checks:
-        if not c.passed:
-            reasons.append(f"context {c.context}: accuracy {c.counts.candidate_accuracy:.4f} < champion "
-                           f"{c.counts.champion_accuracy:.4f} - tolerance {tolerance} (n = {c.counts.n})")
-    return GateDecision(not reasons, reasons or ["not worse overall (test and point estimate) and no context regresses beyond the tolerance"],
-                        overall, p, alpha, epsilon, tolerance, checks)
-
-
-def first_champion(candidate_correct, contexts, *, alpha: float = DEFAULT_ALPHA, tolerance: float = DEFAULT_TOLERANCE,
-                   epsilon: float = DEFAULT_EPSILON) -> GateDecision:
-    """No champion yet: the candidate is promoted; its own accuracy is what is recorded."""
-    decision = evaluate_gate(candidate_correct, candidate_correct, contexts, alpha=alpha, tolerance=tolerance, epsilon=epsilon)
-    decision.promote, decision.compared, decision.reasons = True, False, ["no champion yet: the first version becomes the champion"]
-    return decision
 
 
 # -- the comparison report -------------------------------------------------------------------------------
@@ -234,8 +111,6 @@ def render_markdown(record: dict) -> str:
 def eval_digest(csvs) -> str:
     import hashlib
 
-    from ctxsim.tracking import as_paths
-
     h = hashlib.sha256()
     for path in as_paths(csvs):
         h.update(Path(path).read_bytes())
@@ -244,7 +119,6 @@ def eval_digest(csvs) -> str:
 
 def read_eval(csvs, images=None):
     """The eval triplets' labels and declared contexts (validated; :class:`InputError` when unusable)."""
-    from ctxsim.triplets import read_triplets
 
     frame = read_triplets(csvs, images, require_label=True, check_images=False)
     if frame["label"].is_null().all():
@@ -256,10 +130,6 @@ def read_eval(csvs, images=None):
 def score_version(name: str, version: str, csvs, images, out_csv: Path, device: str = "cpu"):
     """Score the eval CSVs with one registered version into ``out_csv``; returns the scored frame (as text)."""
     import polars as pl
-
-    from ctxsim.comparator import load_comparator
-    from ctxsim.registry import download_run
-    from ctxsim.scoring import compare_files
 
     comparator = load_comparator(str(download_run(f"models:/{name}/{version}")), device=device, progress=False)
     compare_files(comparator, csvs, out_csv, images, progress=False)
@@ -282,13 +152,12 @@ def promote(name: str, candidate: str, eval_csvs, images=None, *, alpha: float =
             report: bool = True, out: str | os.PathLike | None = None, device: str = "cpu") -> PromotionResult:
     """Score ``candidate`` and the champion of ``name`` on ``eval_csvs``, decide, record, and move the alias.
 
-    Raises :class:`ctxsim.registry.RegistryError` (unknown name/version), :class:`InputError` (bad eval
+    Raises :class:`ctxsim.mlops.RegistryError` (unknown name/version), :class:`InputError` (bad eval
     CSV) or :class:`ThresholdError` before anything is recorded. ``out`` keeps the comparison files.
     """
-    from ctxsim import registry
 
     check_thresholds(alpha, tolerance, epsilon)
-    cand_mv = registry.get_version(name, candidate)
+    cand_mv = get_version(name, candidate)
     candidate = str(cand_mv.version)
     champ_mv = registry.champion(name)
     base = {"model": name, "candidate": registry.version_summary(cand_mv), "dry_run": dry_run,
@@ -335,8 +204,6 @@ def promote(name: str, candidate: str, eval_csvs, images=None, *, alpha: float =
 
 def _candidate_report(work: Path, name: str, version: str, frame, scored) -> None:
     """The reports/ HTML of the candidate's scores, its images found through the eval rows' resolved paths."""
-    from ctxsim.reports.report import build_report
-    from ctxsim.triplets import IMAGE_COLUMNS, PATH
 
     try:
         build_report(scored.hstack(frame.select([PATH[c] for c in IMAGE_COLUMNS])), work / "candidate_report",
@@ -346,9 +213,6 @@ def _candidate_report(work: Path, name: str, version: str, frame, scored) -> Non
 
 
 def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecision, work: Path, eval_csvs) -> None:
-    from ctxsim import registry
-    from ctxsim.tracking import safe_name
-
     now, before = registry.champion(name), champ_mv
     if (now and str(now.version)) != (before and str(before.version)):  # another promotion ran meanwhile
         raise RuntimeError(f"the champion of {name} moved to version {now.version if now else 'none'} during the comparison: "
@@ -375,15 +239,12 @@ def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecisio
         return
     registry.set_champion(name, candidate)
     if champ_mv is not None:
-        registry.client().set_model_version_tag(name, str(champ_mv.version), "promotion.superseded_by", candidate)
+        client().set_model_version_tag(name, str(champ_mv.version), "promotion.superseded_by", candidate)
 
 
 # -- the command -------------------------------------------------------------------------------------------
-def _cmd_promote(args) -> int:
+def promote_command(args) -> int:
     from mlflow.exceptions import MlflowException
-
-    from ctxsim.console import print_table
-    from ctxsim.registry import RegistryError
 
     try:
         check_thresholds(args.alpha, args.tolerance, args.epsilon)
@@ -403,7 +264,7 @@ def _cmd_promote(args) -> int:
                  "delta": c["delta"] if g["compared"] else None, "ok": "yes" if c["passed"] else "NO"}
                 for c in g["contexts"]]
         o = g["overall"]
-        rows.append({"context": "(all)", "n": o["n"], "candidate": o["candidate_accuracy"],
+        rows.append({"context": OVERALL, "n": o["n"], "candidate": o["candidate_accuracy"],
                      "champion": o["champion_accuracy"] if g["compared"] else None, "delta": o["delta"] if g["compared"] else None,
                      "ok": f"p={o['p_value_candidate_worse']:.3g}" if g["compared"] else ""})
         champ = record["champion"]["version"] if record["champion"] else "none"
@@ -415,21 +276,3 @@ def _cmd_promote(args) -> int:
     print(f"{args.name} version {record['candidate']['version']}: {verb}{result.decision}{' (dry run: nothing recorded)' if args.dry_run else ''}")
     return result.exit_code
 
-
-def add_promote_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``promote`` on the ``ctxsim`` command's subparsers."""
-    p = subparsers.add_parser("promote", help="move the champion alias to a registered version only if it passes the gate",
-                              description=PROMOTE_DESCRIPTION, epilog=f"exit codes: 0 promoted (or would be, with --dry-run), "
-                              f"{EXIT_REFUSED} refused, {EXIT_INVALID_INPUT} bad input")
-    p.add_argument("name", help="registered model name")
-    p.add_argument("--candidate", required=True, metavar="VERSION", help="the version to promote (a number, or latest)")
-    p.add_argument("--eval", required=True, nargs="+", metavar="CSV", help="held-out labelled triplet CSVs")
-    p.add_argument("--images", help="root of relative image paths (default: each CSV's folder)")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"one-sided McNemar level (default {DEFAULT_ALPHA})")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help=f"largest per-context accuracy loss (default {DEFAULT_TOLERANCE})")
-    p.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help=f"largest overall accuracy loss (default {DEFAULT_EPSILON})")
-    p.add_argument("--dry-run", action="store_true", help="decide and print; record nothing, move nothing")
-    p.add_argument("--no-report", action="store_true", help="skip the candidate's HTML report")
-    p.add_argument("--out", help="keep the comparison files (promotion.json/.md, scored CSVs, report) in this folder")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_cmd_promote)

@@ -15,15 +15,23 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ctxsim.members import distances
-from ctxsim.triplets import IMAGE_COLUMNS, PATH, resolved_paths
+from ctxsim.data.triplets import resolved_paths
+from ctxsim.embedding import distances
+from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
+from ctxsim.members.backbones import create_backbone
+from ctxsim.schema import (
+    DECISION_THRESHOLD,
+    DEFAULT_CONTEXT,
+    IMAGE_COLUMNS,
+    LABEL_A,
+    LABEL_B,
+    PATH,
+    ZEROSHOT,
+    margin_column,
+)
 
 #: Zero-shot p_a = sigmoid(scale * margin): margins of cosine distances are small numbers.
 ZERO_SHOT_SCALE = 10.0
-#: Context name given to triplets when no context is declared or discovered.
-DEFAULT_CONTEXT = "all"
-BACKBONE_PREFIX = "backbone:"
-OUTPUT_COLUMNS = ("context", "p_a", "pred", "correct")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -39,7 +47,6 @@ class Comparator(ABC):
     def __init__(self, *, device: str = "cpu", cache=None, progress: bool = True, baselines: bool = False):
         # ``baselines`` is accepted by every comparator so callers need not know the model's kind; only a
         # trained run has baseline ensembles to add (RunComparator).
-        from ctxsim.embeddings import EmbeddingCache, default_cache_dir
 
         self.device, self.progress = device, progress
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir())
@@ -110,12 +117,12 @@ class Comparator(ABC):
         out = chunk.drop("context", strict=False).with_columns(
             context.alias("context"),
             pl.Series("p_a", p_a, dtype=pl.Float64),
-            pl.Series("pred", np.where(p_a >= 0.5, "A", "B")),
+            pl.Series("pred", np.where(p_a >= DECISION_THRESHOLD, LABEL_A, LABEL_B)),
         )
         if "label" in chunk.columns:
             out = out.with_columns(pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")).alias("correct"))
         if margins:
-            out = out.with_columns(pl.Series(f"margin_{m}", v, dtype=pl.Float64) for m, v in member_margins.items())
+            out = out.with_columns(pl.Series(margin_column(m), v, dtype=pl.Float64) for m, v in member_margins.items())
         return out.with_columns(pl.Series(name, v) for name, v in extra.items())
 
     def score(self, df, images: str | os.PathLike | None = None, *, margins: bool = False) -> pl.DataFrame:
@@ -146,36 +153,18 @@ class ZeroShotComparator(Comparator):
 
     def __init__(self, backbone_name: str, **kw):
         super().__init__(**kw)
-        from ctxsim.members.backbones import create_backbone
 
         self.backbone = create_backbone(backbone_name, pretrained=True)
 
     @property
     def member_names(self) -> list[str]:
-        return ["zeroshot"]
+        return [ZEROSHOT]
 
     def _image_data(self, paths):
-        from ctxsim.embeddings import embed_images
-
         feats = embed_images(paths, self.backbone, self.cache, device=self.device, progress=self.progress)
-        return {"zeroshot": distances.l2_normalize(feats)}
+        return {ZEROSHOT: distances.l2_normalize(feats)}
 
     def _combine(self, margins, ref, chunk):
         context = chunk["context"].fill_null(DEFAULT_CONTEXT) if "context" in chunk.columns else pl.Series([DEFAULT_CONTEXT] * chunk.height)
-        return sigmoid(ZERO_SHOT_SCALE * margins["zeroshot"]), context, {}
+        return sigmoid(ZERO_SHOT_SCALE * margins[ZEROSHOT]), context, {}
 
-
-def load_comparator(model: str, **kw) -> Comparator:
-    """``backbone:NAME`` (zero-shot), a training run folder, or an MLflow ``models:/`` URI."""
-    if model.startswith(BACKBONE_PREFIX):
-        return ZeroShotComparator(model.removeprefix(BACKBONE_PREFIX), **kw)
-    if model.startswith("models:/") or model.startswith("runs:/"):
-        from ctxsim.registry import download_run
-
-        return load_comparator(str(download_run(model)), **kw)
-    path = Path(model)
-    if path.is_dir():
-        from ctxsim.ensemble.model import RunComparator
-
-        return RunComparator(path, **kw)
-    raise FileNotFoundError(f"model {model!r}: expected backbone:NAME, a run folder or models:/NAME@ALIAS")

@@ -7,29 +7,45 @@ whose reference is in fold f. So the stacker learns how members do on images the
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from ctxsim import __version__
-from ctxsim.atomic import atomic_dir
 from ctxsim.config import TrainConfig
-from ctxsim.contexts.contexts import Contexts, fit_contexts
-from ctxsim.members.distances import l2_normalize, margins
-from ctxsim.members.member import GLOBAL, ZEROSHOT, MemberSpec, context_member_name
+from ctxsim.contexts.membership import Contexts, fit_contexts
+from ctxsim.data.triplets import public_columns, read_triplets
+from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
+from ctxsim.embedding.distances import l2_normalize, margins
+from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.selection import Ensemble
+from ctxsim.members.backbones import create_backbone
+from ctxsim.members.member import MemberSpec
 from ctxsim.members.training import Triplets
-from ctxsim.triplets import IMAGE_COLUMNS, PATH, public_columns, read_triplets
+from ctxsim.metrics import AccuracyTally
+from ctxsim.reports.report import build_report
+from ctxsim.run_folder import RunManifest, new_run
+from ctxsim.schema import (
+    DECISION_THRESHOLD,
+    GLOBAL,
+    HEAD_KIND,
+    IMAGE_COLUMNS,
+    LABEL_A,
+    LABEL_B,
+    PATH,
+    ZEROSHOT,
+    ZEROSHOT_KIND,
+    baseline_column,
+    context_member_name,
+    margin_column,
+)
+from ctxsim.train.member_fits import FitJob, MemberTrainer
+from ctxsim.train.ray_backend import fit_members_ray
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-#: Sub-folder of a run with its validation report and out-of-fold predictions (not part of the model).
-REPORT_DIR = "report"
 
 
 def image_table(df: pl.DataFrame) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -53,59 +69,6 @@ def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return y, weight
 
 
-class _MemberTrainer:
-    """Trains a member of either kind on a subset of triplets: its weights, image-table embeddings and history."""
-
-    def __init__(self, cfg: TrainConfig, features: np.ndarray, paths: list[str], device: str, progress: bool):
-        import torch
-
-        self.cfg, self.device, self.progress = cfg, device, progress
-        self.features = torch.as_tensor(features)
-        self.paths = paths
-        self._pixels = None
-
-    def pixels(self):
-        """The preprocessed image table, for LoRA members (built once)."""
-        if self._pixels is None:
-            from ctxsim.embeddings import preprocess_images
-            from ctxsim.members.backbones import create_backbone
-
-            self._pixels = preprocess_images(self.paths, create_backbone(self.cfg.backbone, pretrained=False).preprocess)
-        return self._pixels
-
-    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str) -> tuple[dict, np.ndarray, dict]:
-        import torch
-
-        from ctxsim.members.member import head_state, lora_state, train_head, train_lora
-
-        mcfg = self.cfg.member
-        if spec.kind == "head":
-            head, history = train_head(self.features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress)
-            with torch.no_grad():
-                emb = head(self.features).numpy()
-            return head_state(head), emb, history
-        model, history = train_lora(self.cfg.backbone, self.pixels(), triplets, mcfg, seed=seed, desc=desc,
-                                    progress=self.progress, device=self.device)
-        with torch.no_grad():
-            emb = torch.cat([torch.nn.functional.normalize(model(chunk.to(self.device)), dim=-1).cpu()
-                             for chunk in self.pixels().split(mcfg.batch_size)]).numpy()
-        return lora_state(model), emb, history
-
-
-@dataclass
-class FitJob:
-    """One member fit: on all of the member's triplets (``fold`` None), or without fold ``fold``'s images."""
-
-    spec: MemberSpec
-    fold: int | None
-    triplets: Triplets
-    seed: int
-
-    @property
-    def desc(self) -> str:
-        return self.spec.name if self.fold is None else f"{self.spec.name} fold {self.fold}"
-
-
 def fit_jobs(specs: list[MemberSpec], triplets: Triplets, row_context: np.ndarray, image_fold: np.ndarray,
              cfg: TrainConfig) -> list[FitJob]:
     """Every fit of ``train``: each member on its own triplets, then once per fold without that fold's images."""
@@ -123,14 +86,8 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
               progress: bool = True, cache=None, ray: str | None = None) -> dict:
     """Train a run into ``out``; returns its metrics (also written to ``out/metrics.json``).
 
-    ``ray``: a Ray address (or ``"auto"``) runs the member fits as Ray tasks (:mod:`ctxsim.distributed`)."""
+    ``ray``: a Ray address (or ``"auto"``) runs the member fits as Ray tasks (:mod:`ctxsim.compare.ray_backend`)."""
     from tqdm import tqdm
-
-    from ctxsim.embeddings import EmbeddingCache, default_cache_dir, embed_images
-    from ctxsim.ensemble.ensemble import Ensemble
-    from ctxsim.ensemble.inputs import EnsembleInputs
-    from ctxsim.members.backbones import create_backbone
-    from ctxsim.members.member import save_members
 
     started = time.time()
     cfg = cfg or TrainConfig()
@@ -155,13 +112,11 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     row_fold = image_fold[idx["ref"]]
     oof = {ZEROSHOT: margins(zeroshot, idx["ref"], idx["a"], idx["b"])}
     weights, histories = {}, {}
-    jobs = fit_jobs([s for s in specs if s.kind != "zeroshot"], triplets, row_context, image_fold, cfg)
+    jobs = fit_jobs([s for s in specs if s.kind != ZEROSHOT_KIND], triplets, row_context, image_fold, cfg)
     if ray is None:
-        trainer = _MemberTrainer(cfg, features, paths, device, progress)
+        trainer = MemberTrainer(cfg, features, paths, device, progress)
         results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc)) for job in jobs)
     else:
-        from ctxsim.distributed import fit_members_ray
-
         results = fit_members_ray(jobs, cfg, features, paths, device=device, address=ray)
     for job, (state, emb, history) in tqdm(results, total=len(jobs), desc="members", unit="fit", disable=not progress):
         if job.fold is None:
@@ -177,22 +132,18 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
     ensemble, cv_pred = Ensemble.fit(x, (y > 0).astype(int), weight, row_fold, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
 
-    with atomic_dir(out) as folder:  # the run folder appears whole, or not at all
-        contexts.save(folder)
-        save_members(folder, specs, weights)
-        ensemble.save(folder / "ensemble")
-        (folder / RUN_FILE).write_text(json.dumps({"ctxsim": __version__, "backbone": cfg.backbone, "config": cfg.to_dict(),
-                                                    "members": names, "contexts": contexts.names}, indent=1))
+    with new_run(out) as run:  # the run folder appears whole, or not at all
+        manifest = RunManifest(backbone=cfg.backbone, members=names, contexts=contexts.names, config=cfg.to_dict())
+        run.save_model(contexts, specs, weights, ensemble, manifest)
         scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
         metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        _write_report(scored, folder / REPORT_DIR, metrics)
+        run.write_metrics(metrics)
+        _write_report(scored, run.report_dir, metrics)
     return metrics
 
 
 def _write_report(scored: pl.DataFrame, folder: Path, metrics: dict) -> None:
     """The validation report of the run (out-of-fold predictions), kept apart from the model files."""
-    from ctxsim.reports.report import build_report
 
     folder.mkdir(parents=True, exist_ok=True)
     scored.select(public_columns(scored)).write_parquet(folder / "oof_scored.parquet")
@@ -213,8 +164,8 @@ def _fit_contexts(df, ref_idx, zeroshot, cfg: TrainConfig) -> tuple[Contexts, np
 def _member_specs(cfg: TrainConfig, contexts: Contexts, row_context: np.ndarray, default_lora_targets: list[str]) -> list[MemberSpec]:
     m = cfg.member
     lora = dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets) or list(default_lora_targets))
-    kind = dict(hidden=m.hidden) if m.kind == "head" else lora
-    specs = [MemberSpec(ZEROSHOT, "zeroshot"), MemberSpec(GLOBAL, m.kind, None, **kind)]
+    kind = dict(hidden=m.hidden) if m.kind == HEAD_KIND else lora
+    specs = [MemberSpec(ZEROSHOT, ZEROSHOT_KIND), MemberSpec(GLOBAL, m.kind, None, **kind)]
     if len(contexts) > 1:
         for c in contexts.names:
             n = int((row_context == c).sum())
@@ -238,27 +189,25 @@ def _accuracy_table(oof, names, y, weight, row_context, context_names) -> np.nda
 
 def _scored_frame(df, row_context, cv_pred, chosen, oof, names) -> pl.DataFrame:
     p_a = cv_pred[chosen]
-    pred = np.where(p_a >= 0.5, "A", "B")
+    pred = np.where(p_a >= DECISION_THRESHOLD, LABEL_A, LABEL_B)
     return df.drop("context", strict=False).with_columns(
         pl.Series("context", row_context.astype(str)),
         pl.Series("p_a", p_a),
         pl.Series("pred", pred),
         pl.Series("correct", pred == df["label"].to_numpy()),
-        *[pl.Series(f"margin_{n}", oof[n].astype(np.float64)) for n in names],
-        *[pl.Series(f"p_a_{n}", p) for n, p in cv_pred.items()],
+        *[pl.Series(margin_column(n), oof[n].astype(np.float64)) for n in names],
+        *[pl.Series(baseline_column(n), p) for n, p in cv_pred.items()],
     )
 
 
 def _metrics(scored, names, cv_pred, ensemble, histories, n_images, seconds) -> dict:
-    from ctxsim.reports.metrics import AccuracyTally
-
     def by_context(pred: pl.Series) -> list[dict]:
         tally = AccuracyTally()
         tally.update(scored.with_columns(pred.alias("pred"), (pred == scored["label"]).alias("correct")))
         return tally.summary()
 
-    systems = {"ensemble": scored["pred"]} | {f"member:{n}": pl.Series(np.where(scored[f"margin_{n}"] > 0, "A", "B")) for n in names}
-    systems |= {f"baseline:{n}": pl.Series(np.where(p >= 0.5, "A", "B")) for n, p in cv_pred.items()}
+    systems = {"ensemble": scored["pred"]} | {f"member:{n}": pl.Series(np.where(scored[margin_column(n)] > 0, "A", "B")) for n in names}
+    systems |= {f"baseline:{n}": pl.Series(np.where(p >= DECISION_THRESHOLD, LABEL_A, LABEL_B)) for n, p in cv_pred.items()}
     return {
         "validation": "out-of-fold, image-grouped (each triplet scored by models that never saw its reference image)",
         "n_triplets": scored.height, "n_images": n_images, "seconds": round(seconds, 1),

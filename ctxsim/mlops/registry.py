@@ -8,24 +8,26 @@
   ``<tmp>/ctxsim-models``). Versions are immutable, so a cached version is never downloaded again;
   an alias is resolved on every call, so moving it is seen at once.
 - :func:`champion`, :func:`set_champion` and :func:`record_promotion` are the registry side of
-  ``ctxsim promote`` (:mod:`ctxsim.promotion`); the alias is moved with
+  ``ctxsim promote`` (:mod:`ctxsim.mlops.promotion`); the alias is moved with
   ``MlflowClient.set_registered_model_alias`` (no deprecated stages).
 
-The tracking store is the one of :func:`ctxsim.tracking.tracking_uri`. mlflow is imported inside
+The tracking store is the one of :func:`ctxsim.mlops.tracking.tracking_uri`. mlflow is imported inside
 the functions.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from ctxsim.tracking import OVERALL, quiet_mlflow, safe_name, use_experiment, use_tracking_store
+from ctxsim.compare.model_uri import (
+    client,
+    is_not_found,
+    quiet_mlflow,
+    safe_name,
+    use_tracking_store,
+)
+from ctxsim.mlops.store import log_batch, log_datasets, use_experiment
+from ctxsim.schema import OVERALL
 
 log = logging.getLogger(__name__)
 
@@ -34,66 +36,6 @@ CHAMPION = "champion"
 ACCURACY_TAG = "oof_accuracy"
 #: Tag prefix of what ``ctxsim promote`` decided about a version.
 PROMOTION_TAG = "promotion"
-#: Where a run folder lies inside the pyfunc model (:mod:`ctxsim.mlflow_model`).
-RUN_IN_MODEL = "artifacts/run"
-MODEL_CACHE_ENV = "CTXSIM_MODEL_CACHE"
-
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w\-]+)|/(?P<version>[^/]+))?/?$")
-
-
-class RegistryError(FileNotFoundError):
-    """A model name, version or alias that the registry does not have (like a missing run folder;
-    ``ctxsim promote`` exits with 2 for it)."""
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` taken apart (``version`` may be ``latest``)."""
-
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-    @classmethod
-    def parse(cls, uri: str) -> ModelRef | None:
-        """The reference, or None for URIs that name no registered model (``models:/m-<id>``, ``runs:/``)."""
-        m = _MODEL_URI.match(uri)
-        if not m or (m["alias"] is None and m["version"] is None):
-            return None
-        return cls(m["name"], m["version"], m["alias"])
-
-
-def client():
-    """An ``MlflowClient`` on the current tracking store."""
-    from mlflow import MlflowClient
-
-    use_tracking_store()
-    return MlflowClient()
-
-
-def _not_found(err) -> bool:
-    return getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
-
-
-def get_version(name: str, version: str | int | None = None, alias: str | None = None):
-    """The ``ModelVersion`` named by a version number, ``latest``, or an alias; :class:`RegistryError` if none."""
-    from mlflow.exceptions import MlflowException
-
-    c = client()
-    try:
-        if alias is not None:
-            return c.get_model_version_by_alias(name, alias)
-        if str(version).lower() == "latest":
-            versions = c.search_model_versions(f"name = '{name}'")
-            if not versions:
-                raise RegistryError(f"model {name!r} has no versions")
-            return max(versions, key=lambda v: int(v.version))
-        return c.get_model_version(name, str(version))
-    except MlflowException as err:
-        if _not_found(err):
-            what = f"alias {alias!r}" if alias is not None else f"version {version}"
-            raise RegistryError(f"registered model {name!r} has no {what} in {use_tracking_store()}") from None
-        raise
 
 
 def champion(name: str):
@@ -103,7 +45,7 @@ def champion(name: str):
     try:
         return client().get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:
-        if _not_found(err):
+        if is_not_found(err):
             return None
         raise
 
@@ -143,53 +85,6 @@ def register_version(name: str, model_uri: str, run_id: str | None, metrics: dic
 
 
 # -- downloads ------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    return Path(os.environ.get(MODEL_CACHE_ENV) or Path(tempfile.gettempdir()) / "ctxsim-models")
-
-
-def _download(artifact_uri: str, key: str) -> Path:
-    """Download ``artifact_uri`` (a folder) once into the cache under ``key``; returns the local folder."""
-    import mlflow.artifacts
-
-    target = cache_dir() / key
-    if (target / "run.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
-    try:
-        with quiet_mlflow():
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging)))
-        if not (local / "run.json").is_file():
-            raise RegistryError(f"{artifact_uri} is not a ctxsim run folder (no run.json): not a ctxsim model?")
-        try:
-            local.rename(target)
-        except OSError:  # another process finished first: use its copy
-            if not (target / "run.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def download_run(uri: str) -> Path:
-    """The run folder of a ctxsim model in the registry (see the module docstring), downloaded and cached."""
-    from mlflow.exceptions import MlflowException
-
-    use_tracking_store()
-    ref = ModelRef.parse(uri)
-    try:
-        if ref is None:  # models:/m-<id>, runs:/<id>/<path>: not versioned by the registry, keyed by URI
-            key = hashlib.sha256(f"{use_tracking_store()}|{uri}".encode()).hexdigest()[:24]
-            return _download(f"{uri.rstrip('/')}/{RUN_IN_MODEL}", key)
-        mv = get_version(ref.name, ref.version, ref.alias)
-        identity = f"{use_tracking_store()}|{mv.name}|{mv.version}|{mv.source}|{mv.creation_timestamp}"
-        key = f"{safe_name(mv.name).replace('/', '_')}-v{mv.version}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
-        log.info("%s -> %s version %s", uri, mv.name, mv.version)
-        return _download(f"models:/{mv.name}/{mv.version}/{RUN_IN_MODEL}", key)
-    except MlflowException as err:
-        if _not_found(err):
-            raise RegistryError(f"{uri}: not found in {use_tracking_store()} ({err.message})") from None
-        raise
 
 
 # -- promotion records ------------------------------------------------------------------------------------
@@ -199,8 +94,6 @@ def record_promotion(name: str, version: str, tags: dict[str, str], metrics: dic
     input, ``artifacts`` as ``(local file or folder, artifact folder)``; missing ones are skipped), in the
     candidate's experiment, and ``promotion.*`` tags on the candidate version. Returns the run id."""
     import mlflow
-
-    from ctxsim.tracking import log_batch, log_datasets
 
     c = client()
     mv = c.get_model_version(name, str(version))

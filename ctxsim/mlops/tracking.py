@@ -5,7 +5,6 @@ One MLflow run per training run (named after the run folder), in the experiment
 (default: the SQLite database ``sqlite:///mlflow.db`` in the working directory, artifacts in
 ``mlruns/`` beside the database; an ``http://`` address of a real ``mlflow server`` works the same
 way, and the server decides where artifacts go). It records:
-
 - parameters: the training config flattened (``member.epochs``, ``contexts.k``, ...) and the data sizes;
 - metrics: out-of-fold accuracy, its 95% interval and the labelled count, for the ensemble, every
   member and every baseline, overall (``ensemble/accuracy``) and per context
@@ -16,100 +15,50 @@ way, and the server decides where artifacts go). It records:
 - code version: ``ctxsim.version`` and the git commit (``mlflow.source.git.commit``) when known;
 - artifacts: ``metrics.json``, ``run.json`` and the run's report folder (``report/``: the out-of-fold
   validation report and predictions);
-- the model: the run folder as one pyfunc model (:mod:`ctxsim.mlflow_model`), registered as a new
-  version of ``register`` when given (:func:`ctxsim.registry.register_version`).
+- the model: the run folder as one pyfunc model (:mod:`ctxsim.mlops.pyfunc`), registered as a new
+  version of ``register`` when given (:func:`ctxsim.mlops.registry.register_version`).
 
 mlflow is imported inside the functions: importing this module is cheap.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import urllib.parse
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 from ctxsim import __version__
+from ctxsim.compare.model_uri import quiet_mlflow, safe_name, use_tracking_store
+from ctxsim.mlops.pyfunc import RUN_ARTIFACT, model_code, signature
+from ctxsim.mlops.registry import register_version
+from ctxsim.mlops.store import (
+    MAX_PARAM_CHARS,
+    as_paths,
+    experiment_name,
+    log_batch,
+    log_datasets,
+    use_experiment,
+)
+from ctxsim.run_folder import REPORT_DIR, RunFolder
+from ctxsim.schema import OVERALL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "ctxsim"
-#: Folder beside a SQLite database where its experiments keep their artifacts.
-ARTIFACT_FOLDER = "mlruns"
 #: Name of the logged model inside the training run.
 MODEL_NAME = "model"
 #: Run-folder entries left out of the model (they are logged beside it as run artifacts).
-NOT_IN_MODEL = ("report",)
+NOT_IN_MODEL = (REPORT_DIR,)
 #: File name of the model's code (MLflow "models from code") inside the model.
 MODEL_CODE_FILE = "ctxsim_model.py"
-PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 #: Name the overall row of a per-context summary has in metrics.json.
-OVERALL = "(all)"
 #: Per-context statistics logged as metrics.
 STATS = ("accuracy", "ci_low", "ci_high", "labelled")
-#: Metrics and params sent per request (MLflow's limits are 1000 and 100).
-BATCH_METRICS, BATCH_PARAMS = 1000, 100
-#: MLflow keeps at most this many characters of a parameter value.
-MAX_PARAM_CHARS = 6000
-
-
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else the SQLite database ``mlflow.db`` in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def use_tracking_store() -> str:
-    """Point mlflow at :func:`tracking_uri` (read again on every call) and return it."""
-    import mlflow
-
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def experiment_name() -> str:
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-
-
-def sqlite_artifact_root(uri: str) -> Path | None:
-    """``<database folder>/mlruns`` for a ``sqlite:///`` store (None for others: a server decides)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(urllib.parse.unquote(uri.removeprefix("sqlite:///"))).resolve().parent / ARTIFACT_FOLDER
-
-
-def use_experiment(name: str | None = None):
-    """Make ``name`` (default :func:`experiment_name`) the active experiment, creating it when missing;
-    with a SQLite store its artifacts go beside the database, not into the working directory."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    name = name or experiment_name()
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(name) is None:
-        root = sqlite_artifact_root(tracking_uri())
-        try:
-            client.create_experiment(name, artifact_location=None if root is None else (root / safe_name(name).replace("/", "_")).as_uri())
-        except MlflowException as err:
-            if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":  # another process created it first
-                raise
-    return mlflow.set_experiment(name)
 
 
 # -- names --------------------------------------------------------------------------------------------
-def safe_name(text: str) -> str:
-    """``text`` with every character MLflow refuses in a metric or tag key replaced by ``_`` (and no
-    empty, ``.`` or ``..`` path segment, which MLflow refuses too)."""
-    text = re.sub(r"[^\w\-. :/]", "_", str(text))
-    return "/".join(seg if seg.strip(".") else "_" for seg in text.split("/"))
 
 
 def metric_key(system: str, context: str, stat: str) -> str:
@@ -160,44 +109,7 @@ def code_tags() -> dict[str, str]:
     return tags
 
 
-def as_paths(csvs) -> list[Path]:
-    return [Path(csvs)] if isinstance(csvs, (str, os.PathLike)) else [Path(c) for c in csvs]
-
-
-def log_datasets(csvs, context: str = "training") -> list[str]:
-    """Log every CSV as an MLflow dataset input of the active run; returns their digests."""
-    import mlflow
-    import polars as pl
-
-    digests = []
-    for path in as_paths(csvs):
-        frame = pl.read_csv(path, infer_schema_length=0)  # as text: the digest is of the file's values
-        dataset = mlflow.data.from_polars(frame, source=str(path.resolve()), name=path.name,
-                                          targets="label" if "label" in frame.columns else None)
-        mlflow.log_input(dataset, context=context)
-        digests.append(dataset.digest)
-    return digests
-
-
 # -- logging --------------------------------------------------------------------------------------------
-def log_batch(run_id: str, metrics: dict[str, float] | None = None, params: dict[str, str] | None = None,
-              steps: dict[str, Sequence[float]] | None = None) -> None:
-    """Metrics (step 0), params and step series (``name -> values``, step = index) in few requests."""
-    import time
-
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    now = int(time.time() * 1000)
-    entries = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
-    for name, values in (steps or {}).items():
-        entries += [Metric(name, float(v), now, step) for step, v in values if v == v]
-    client = MlflowClient()
-    for i in range(0, len(entries), BATCH_METRICS):
-        client.log_batch(run_id, metrics=entries[i:i + BATCH_METRICS])
-    items = [Param(k, v) for k, v in (params or {}).items()]
-    for i in range(0, len(items), BATCH_PARAMS):
-        client.log_batch(run_id, params=items[i:i + BATCH_PARAMS])
 
 
 def _member_histories(metrics: dict) -> dict[str, dict]:
@@ -229,8 +141,6 @@ def _log_report(run_dir: Path) -> None:
     """Log the run's validation report (``train_run`` writes it to ``report/``)."""
     import mlflow
 
-    from ctxsim.train import REPORT_DIR
-
     report = run_dir / REPORT_DIR
     if (report / "report.html").is_file():
         mlflow.log_artifacts(str(report), REPORT_DIR)
@@ -249,35 +159,15 @@ def pip_requirements() -> list[str]:
     return [f"ctxsim=={__version__}", *declared]
 
 
-@contextlib.contextmanager
-def quiet_mlflow():
-    """No artifact progress bars, and none of MLflow's warnings that do not apply to ctxsim's model
-    (it has a signature and no input example; training CSVs are plain local files)."""
-    old = os.environ.get(PROGRESS_BAR_ENV)
-    os.environ[PROGRESS_BAR_ENV] = "false"
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            warnings.filterwarnings("ignore", message=".*dataset source can be interpreted in multiple ways.*")
-            yield
-    finally:
-        if old is None:
-            os.environ.pop(PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[PROGRESS_BAR_ENV] = old
-
-
 def log_model(run_dir: str | os.PathLike, name: str = MODEL_NAME):
     """Log the run folder as a pyfunc model of the active run; returns MLflow's ``ModelInfo``.
 
-    The model is logged from code (:func:`ctxsim.mlflow_model.model_code`): nothing is pickled.
+    The model is logged from code (:func:`ctxsim.mlops.pyfunc.model_code`): nothing is pickled.
     """
     import mlflow.pyfunc
 
-    from ctxsim.mlflow_model import RUN_ARTIFACT, model_code, signature
-
     run_dir = Path(run_dir)
-    run = json.loads((run_dir / "run.json").read_text())
+    run = RunFolder(run_dir).manifest()
     with tempfile.TemporaryDirectory(prefix="ctxsim-model-") as tmp:
         staged = Path(tmp) / RUN_ARTIFACT
         shutil.copytree(run_dir, staged, ignore=lambda folder, names: [n for n in names if Path(folder) == run_dir and n in NOT_IN_MODEL])
@@ -290,8 +180,8 @@ def log_model(run_dir: str | os.PathLike, name: str = MODEL_NAME):
                 artifacts={RUN_ARTIFACT: str(staged)},
                 signature=signature(),
                 pip_requirements=pip_requirements(),  # given, so MLflow neither infers nor installs anything
-                metadata={"ctxsim_version": run.get("ctxsim", __version__), "backbone": run.get("backbone"),
-                          "members": run.get("members"), "contexts": run.get("contexts")},
+                metadata={"ctxsim_version": run.ctxsim, "backbone": run.backbone,
+                          "members": run.members, "contexts": run.contexts},
             )
 
 
@@ -304,8 +194,6 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
     version of that registered model, tagged with its out-of-fold accuracy overall and per context.
     """
     import mlflow
-
-    from ctxsim.registry import register_version
 
     run_dir = Path(run_dir)
     config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -331,9 +219,10 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
         mlflow.set_tag("ctxsim.data_digests", ",".join(digests))
         for name, member in _member_histories(metrics).items():
             log_member_run(name, member["accuracy"], member["history"])
-        for artifact in ("metrics.json", "run.json"):
-            if (run_dir / artifact).is_file():
-                mlflow.log_artifact(str(run_dir / artifact))
+        folder = RunFolder(run_dir)
+        for artifact in (folder.metrics_file, folder.manifest_file):
+            if artifact.is_file():
+                mlflow.log_artifact(str(artifact))
         _log_report(run_dir)
         model = log_model(run_dir)
     log.info("tracked run %s in %s (experiment %s)", run_id, uri, experiment_name())
@@ -347,7 +236,7 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
 def track_run(run_dir: str | os.PathLike, csvs, register: str | None = None) -> tuple[str, str | None]:
     """:func:`log_training` for a finished run folder: its config and metrics are read from the folder
     (``run.json``, ``metrics.json``), e.g. to track a run trained with ``--no-track`` later."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "run.json").read_text())["config"]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    folder = RunFolder(run_dir)
+    config = folder.manifest().config
+    metrics = json.loads(folder.metrics_file.read_text())
     return log_training(run_dir, metrics, config, csvs, register)

@@ -1,21 +1,16 @@
 """A trained run folder as a comparator: contexts route references, members score, the ensemble combines."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from ctxsim.comparator import Comparator
-from ctxsim.contexts.contexts import Contexts
-from ctxsim.ensemble.ensemble import Ensemble
+from ctxsim.compare.comparator import Comparator
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.members.member import ZEROSHOT, MemberSet
+from ctxsim.run_folder import RunFolder
+from ctxsim.schema import ZEROSHOT, baseline_column
 
-#: What a run's answers depend on (its report and metrics are left out of its fingerprint).
-_MODEL_FILES, _MODEL_DIRS = ("run.json", "contexts.json", "members.json"), ("members", "ensemble")
 _MEMBERSHIP = "_membership"  # per-image soft context membership, kept beside member embeddings
 _MEMBERSHIP_SOURCE = ZEROSHOT  # contexts are centroids in the zero-shot embedding space
 
@@ -24,14 +19,13 @@ class RunComparator(Comparator):
     def __init__(self, folder: str | Path, *, baselines: bool = False, **kw):
         super().__init__(**kw)
         self.folder = Path(folder)
-        if not (self.folder / "run.json").exists():
-            raise FileNotFoundError(f"{self.folder} is not a ctxsim run folder (no run.json)")
-        self.run = json.loads((self.folder / "run.json").read_text())
-        self.contexts = Contexts.load(self.folder)
-        self.members = MemberSet(self.folder, self.run["backbone"])
-        self.ensemble = Ensemble.load(self.folder / "ensemble")
+        self.run_folder = RunFolder(self.folder)
+        self.run = self.run_folder.manifest()  # refuses an unknown format or a changed model file
+        self.contexts = self.run_folder.load_contexts()
+        self.members = self.run_folder.load_members(self.run.backbone)
+        self.ensemble = self.run_folder.load_ensemble()
         self.baselines = baselines
-        self.extra_columns = [f"p_a_{n}" for n in self.ensemble.combiners] if baselines else []
+        self.extra_columns = [baseline_column(n) for n in self.ensemble.combiners] if baselines else []
 
     @property
     def member_names(self) -> list[str]:
@@ -39,13 +33,7 @@ class RunComparator(Comparator):
 
     def fingerprint(self) -> str:
         """A digest of the run's model files (contexts, members, ensemble), not of its report."""
-        h = hashlib.sha256()
-        files = [self.folder / n for n in _MODEL_FILES] + sorted(p for d in _MODEL_DIRS for p in (self.folder / d).rglob("*") if p.is_file())
-        for path in files:
-            if path.is_file():
-                h.update(path.relative_to(self.folder).as_posix().encode() + b"\0")
-                h.update(hashlib.sha256(path.read_bytes()).digest())
-        return h.hexdigest()
+        return self.run_folder.fingerprint()
 
     def assign(self, images) -> list[str]:
         """The context each image would be routed to as a reference (works on unseen images)."""
@@ -70,5 +58,5 @@ class RunComparator(Comparator):
     def _combine(self, margins, ref, chunk):
         x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
         context = pl.Series(np.asarray(self.contexts.names, dtype=object)[x.membership.argmax(axis=1)], dtype=pl.String)
-        extra = {f"p_a_{n}": p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
+        extra = {baseline_column(n): p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
         return self.ensemble.predict(x), context, extra

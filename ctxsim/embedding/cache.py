@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxsim.images import file_digest, load_image
+from ctxsim.data.images import file_digest, load_image
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_DECODE_THREADS = 4

@@ -1,15 +1,13 @@
-"""Beyond one machine with Ray (``pip install ctxsim[ray]``): sharded ``compare`` and parallel member fits.
+"""``compare`` beyond one machine with Ray (``pip install ctxsim[ray]``), and the connection to Ray.
 
 Only ``ctxsim compare --ray`` and ``ctxsim train --ray`` import Ray; the single-machine paths never do.
 
 * :func:`compare_ray` cuts the triplet CSVs into row ranges, and a Ray Data pipeline of scoring actors
   (each loads the model once) scores them; the driver receives the scored shards in order and writes
-  one CSV, through the same hidden partial file and rename as :func:`ctxsim.scoring.compare_files`, so
+  one CSV, through the same hidden partial file and rename as :func:`ctxsim.compare.scoring.compare_files`, so
   the output has the same columns, rows and bytes as a single-machine run. Image paths must resolve on
   every node (a shared file system); the driver embeds every unique image first, which fills the
   embedding cache that the actors on its machine read.
-* :func:`fit_members_ray` runs each (member, fold) fit of ``ctxsim train`` as a Ray task, asking for a GPU
-  for LoRA members when the cluster has one (head members train on precomputed features, on CPUs).
 """
 from __future__ import annotations
 
@@ -19,7 +17,17 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from ctxsim.triplets import DEFAULT_CHUNK_ROWS
+from ctxsim.atomic import atomic_path
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.compare.scoring import conform, output_columns
+from ctxsim.data.triplets import (
+    DEFAULT_CHUNK_ROWS,
+    as_files,
+    read_triplet_rows,
+    validate,
+)
+from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir
+from ctxsim.metrics import AccuracyTally
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ def connect(address: str | None = AUTO) -> bool:
     return True
 
 
-def _disconnect(started: bool) -> None:
+def disconnect(started: bool) -> None:
     if started:
         import ray
 
@@ -51,7 +59,6 @@ def _disconnect(started: bool) -> None:
 
 def shards(csvs, images=None, shard_rows: int = DEFAULT_CHUNK_ROWS) -> list[dict]:
     """Row ranges of every CSV, in output order: ``{"csv", "images", "offset", "length", "shard"}``."""
-    from ctxsim.triplets import as_files
 
     out = []
     for tf in as_files(csvs, images):
@@ -67,18 +74,12 @@ class ShardScorer:
 
     def __init__(self, model: str, columns: list[str], margins: bool, device: str, baselines: bool, cache_dir: str,
                  images: list[str]):
-        from ctxsim.comparator import load_comparator
-        from ctxsim.embeddings import EmbeddingCache
-
         options = {"baselines": True} if baselines else {}
         self.comparator = load_comparator(model, device=device, cache=EmbeddingCache(cache_dir), progress=False, **options)
         self.comparator.prepare(images)  # as on one machine: every image at once, in the same order
         self.columns, self.margins = columns, margins
 
     def __call__(self, batch: dict) -> Iterator:
-        from ctxsim.scoring import conform
-        from ctxsim.triplets import read_triplet_rows
-
         for csv, images, offset, length in zip(batch["csv"], batch["images"], batch["offset"], batch["length"]):
             chunk = read_triplet_rows(str(csv), str(images), int(offset), int(length))
             yield conform(self.comparator.predict(chunk, margins=self.margins), self.columns).to_arrow()
@@ -100,13 +101,6 @@ def compare_ray(
 ):
     """Score every row of ``csvs`` on a Ray cluster into one CSV ``out`` (as ``compare_files`` would)."""
     from tqdm import tqdm
-
-    from ctxsim.atomic import atomic_path
-    from ctxsim.comparator import load_comparator
-    from ctxsim.embeddings import default_cache_dir
-    from ctxsim.reports.metrics import AccuracyTally
-    from ctxsim.scoring import output_columns
-    from ctxsim.triplets import validate
 
     report = validate(csvs, images)
     report.raise_if_invalid()
@@ -153,43 +147,4 @@ def _scored_shards(parts: list[dict], address, concurrency, device: str, scorer:
             if batch.num_rows:
                 yield pl.from_arrow(batch)
     finally:
-        _disconnect(started)
-
-
-# -- train ----------------------------------------------------------------------------------------------
-
-def _fit_task(cfg, features, paths, job, device):
-    """One (member, fold) fit inside a Ray worker: the same code as the single-machine loop."""
-    import ray
-
-    from ctxsim.train import _MemberTrainer
-
-    if ray.get_gpu_ids():
-        device = "cuda"
-    elif device.startswith("cuda"):
-        device = "cpu"  # a task without a GPU of its own
-    trainer = _MemberTrainer(cfg, features, paths, device, progress=False)
-    return trainer.train(job.spec, job.triplets, job.seed, job.desc)
-
-
-def fit_members_ray(jobs, cfg, features, paths, *, device: str = "cpu", address: str | None = AUTO) -> Iterator[tuple]:
-    """``(job, (weights, embeddings, history))`` for every fit job, as the Ray tasks finish."""
-    started = connect(address)
-    try:
-        import ray
-
-        cluster_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        features_ref, paths_ref = ray.put(features), ray.put(list(paths))
-        task = ray.remote(_fit_task)
-        pending = {}
-        for job in jobs:
-            wants_gpu = cluster_gpus and job.spec.kind == "lora"  # head members fit on precomputed features
-            ref = task.options(num_cpus=1, num_gpus=1 if wants_gpu else 0).remote(cfg, features_ref, paths_ref, job, device)
-            pending[ref] = job
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                yield pending.pop(ref), ray.get(ref)
-    finally:
-        _disconnect(started)
-
+        disconnect(started)

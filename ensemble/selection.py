@@ -10,28 +10,28 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ctxsim.ensemble.baselines import MLPWeighted, MajorityVote, PCACredibility, SingleMember, fit_scale
+from ctxsim.ensemble.baselines import (
+    MajorityVote,
+    MLPWeighted,
+    PCACredibility,
+    SingleMember,
+    fit_scale,
+)
+from ctxsim.ensemble.compiled import FastBooster, in_blocks
+from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.features import feature_names, n_signed, stacking_features
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
+from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT
 
 log = logging.getLogger(__name__)
 
 STACKER = "stacker"
 _EPS = 1e-6
-
-
-@dataclass
-class EnsembleConfig:
-    stacker: str = "lightgbm"  # "lightgbm" or "logistic"
-    monotone: bool = True  # LightGBM: P(A) never falls as a member's margin for A grows
-    folds: int = 5  # image-grouped folds for out-of-fold margins and for choosing the combiner
-    select: str = "auto"  # "auto": best by image-grouped validation; or a combiner name to force
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -56,8 +56,6 @@ class StackerCombiner:
         return self
 
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
-        from ctxsim.ensemble.compiled import in_blocks
-
         fast = getattr(self.model_.estimator_, "fast_", None)
         if fast is not None:
             fast.prepare(len(x))  # compile once for a large input, before it is cut into blocks
@@ -91,8 +89,6 @@ class _BoosterClassifier:
     """A LightGBM booster loaded from its text model, with scikit-learn's ``predict_proba``."""
 
     def __init__(self, booster):
-        from ctxsim.ensemble.compiled import FastBooster
-
         self.booster_ = booster
         self.fast_ = FastBooster(booster)  # compiled trees for large inputs, identical predictions
 
@@ -108,8 +104,8 @@ def make_combiners(cfg: EnsembleConfig, val_accuracy: np.ndarray, seed: int = 0)
         PCACredibility(),
         MLPWeighted(seed=seed),
         SingleMember(name="best_member"),
-        SingleMember("global", name="global"),
-        SingleMember("zeroshot", name="zeroshot"),
+        SingleMember(GLOBAL, name=GLOBAL),
+        SingleMember(ZEROSHOT, name=ZEROSHOT),
     ]
     return {c.name: c for c in combiners}
 
@@ -148,7 +144,7 @@ class Ensemble:
             for name, combiner in make_combiners(cfg, val_accuracy, seed).items():
                 combiner.fit(x.subset(train), y[train], weight[train])
                 cv_pred[name][test] = combiner.predict_proba(x.subset(test))
-        cv_acc = {n: float(np.average((p >= 0.5) == (y == 1), weights=weight)) for n, p in cv_pred.items()}
+        cv_acc = {n: float(np.average((p >= DECISION_THRESHOLD) == (y == 1), weights=weight)) for n, p in cv_pred.items()}
         chosen = cfg.select if cfg.select != "auto" else max(names, key=lambda n: (round(cv_acc[n], 4), n == STACKER))
         vote_shares = [n for n, c in make_combiners(cfg, val_accuracy).items() if c.calibrate]
         calibration = {n: fit_scale(_logit(cv_pred[n]), y, weight) for n in vote_shares}

@@ -1,0 +1,117 @@
+"""What the ``ctxsim`` commands do; :mod:`ctxsim.cli` parses the arguments and loads this module only
+when a command runs, so that ``ctxsim --help`` never imports the model stack."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from ctxsim.compare.model_uri import load_comparator
+from ctxsim.compare.ray_backend import compare_ray
+from ctxsim.compare.scoring import compare_files
+from ctxsim.config import load_config
+from ctxsim.console import print_problems, print_table
+from ctxsim.data.importers import import_dataset
+from ctxsim.data.splits import split_files
+from ctxsim.data.triplets import validate
+from ctxsim.demo import run_demo
+from ctxsim.errors import EXIT_INVALID_INPUT
+from ctxsim.mlops.tracking import log_training
+from ctxsim.reports.report import REPORT_FILES, build_report
+from ctxsim.reports.scored import read_scored
+from ctxsim.schema import OVERALL
+from ctxsim.train.pipeline import train_run
+
+log = logging.getLogger("ctxsim")
+
+
+def data_import(args) -> int:
+    for path in import_dataset(args.kind, args.src, args.out, context=args.context, seed=args.seed):
+        print(path)
+    return 0
+
+
+def data_validate(args) -> int:
+    report = validate(args.triplets, args.images, require_label=args.require_label)
+    print_problems(report.problems)
+    print(f"{report.n_rows} rows, {len(report.errors)} errors, {len(report.warnings)} warnings")
+    return 0 if report.ok else EXIT_INVALID_INPUT
+
+
+def data_split(args) -> int:
+    n_fit, n_held = split_files(args.triplets, args.images, args.fit, args.heldout, args.holdout, args.seed)
+    print(f"{n_fit} rows -> {args.fit}\n{n_held} rows -> {args.heldout}")
+    return 0
+
+
+def compare(args) -> int:
+    if args.ray is not None:
+        if args.resume:
+            print("error: --resume is for single-machine runs (leave out --ray)", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+
+        tally = compare_ray(args.model, args.triplets, args.out, args.images, address=args.ray, shard_rows=args.chunk_rows,
+                            margins=args.margins, device=args.device, baselines=args.baselines)
+    else:
+        options = {"baselines": True} if args.baselines else {}
+        comparator = load_comparator(args.model, device=args.device, **options)
+        tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows,
+                              margins=args.margins, resume=args.resume)
+    print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
+    if args.report:
+        images = args.images or Path(args.triplets[0]).parent  # where compare resolved the relative paths
+        build_report(read_scored(args.out, images), args.report, title=f"ctxsim compare: {args.model}",
+                     notes={"model": args.model, "triplets": [str(t) for t in args.triplets]})
+        log.info("report written to %s", args.report)
+    return 0
+
+
+def train(args) -> int:
+    overrides = list(args.set or [])
+    for flag, key in TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ValueError, OSError) as err:
+        print(f"error: config: {err}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    if args.register and args.no_track:
+        print("error: --register needs tracking (leave out --no-track)", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device, ray=args.ray)
+    rows = [{"model": name, **row} for name, summary in metrics["accuracy"].items() for row in summary if row["context"] == OVERALL]
+    print_table(rows, ["model", "labelled", "accuracy", "ci_low", "ci_high", "majority_accuracy", "vote_agreement"],
+                title=f"Out-of-fold accuracy (image-grouped) — {metrics['ensemble']['note']}")
+    if not args.no_track:
+        run_id, version = log_training(args.out, metrics, cfg, args.triplets, args.register)
+        log.info("MLflow run %s%s", run_id, f"; registered {args.register} version {version}" if version else "")
+    print(args.out)
+    return 0
+
+
+#: Shortcut flags of ``ctxsim train`` and the config keys they set.
+TRAIN_FLAGS = {"backbone": "backbone", "folds": "folds", "seed": "seed", "member_kind": "member.kind",
+                "epochs": "member.epochs", "contexts_mode": "contexts.mode", "k": "contexts.k", "stacker": "ensemble.stacker"}
+
+
+def demo(args) -> int:
+    run_demo(data=args.data, out=args.out, device=args.device)
+    return 0
+
+
+def report(args) -> int:
+    scored = read_scored(args.scored, args.images)
+    title = args.title or f"ctxsim report: {Path(args.scored).name}"
+    size = {} if args.gallery is None else {"gallery_size": args.gallery}  # None: build_report's default
+    report = build_report(scored, args.out, title=title, source=str(args.scored), **size)
+    for message in report["messages"]:
+        print(f"note: {message}")
+    overall = [r for r in report["accuracy"] if r["context"] == OVERALL]
+    if report["labelled"]:
+        print_table(overall, ["model", "kind", "labelled", "accuracy", "ci_low", "ci_high", "vote_agreement", "brier"], title=title)
+    else:
+        print_table(report["counts"], title=title)
+    for name in REPORT_FILES.values():
+        print(Path(args.out) / name)
+    return 0

@@ -1,0 +1,70 @@
+"""One member fit of ``train``: which triplets it sees (:class:`FitJob`) and how it is trained
+(:class:`MemberTrainer`), shared by the single-machine loop and the Ray tasks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctxsim.config import TrainConfig
+from ctxsim.embedding.cache import preprocess_images
+from ctxsim.members.backbones import create_backbone
+from ctxsim.members.member import (
+    MemberSpec,
+    head_state,
+    lora_state,
+    train_head,
+    train_lora,
+)
+from ctxsim.members.training import Triplets
+from ctxsim.schema import HEAD_KIND
+
+
+class MemberTrainer:
+    """Trains a member of either kind on a subset of triplets: its weights, image-table embeddings and history."""
+
+    def __init__(self, cfg: TrainConfig, features: np.ndarray, paths: list[str], device: str, progress: bool):
+        import torch
+
+        self.cfg, self.device, self.progress = cfg, device, progress
+        self.features = torch.as_tensor(features)
+        self.paths = paths
+        self._pixels = None
+
+    def pixels(self):
+        """The preprocessed image table, for LoRA members (built once)."""
+        if self._pixels is None:
+            self._pixels = preprocess_images(self.paths, create_backbone(self.cfg.backbone, pretrained=False).preprocess)
+        return self._pixels
+
+    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str) -> tuple[dict, np.ndarray, dict]:
+        import torch
+
+        mcfg = self.cfg.member
+        if spec.kind == HEAD_KIND:
+            head, history = train_head(self.features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress)
+            with torch.no_grad():
+                emb = head(self.features).numpy()
+            return head_state(head), emb, history
+        model, history = train_lora(self.cfg.backbone, self.pixels(), triplets, mcfg, seed=seed, desc=desc,
+                                    progress=self.progress, device=self.device)
+        with torch.no_grad():
+            emb = torch.cat([torch.nn.functional.normalize(model(chunk.to(self.device)), dim=-1).cpu()
+                             for chunk in self.pixels().split(mcfg.batch_size)]).numpy()
+        return lora_state(model), emb, history
+
+
+@dataclass
+class FitJob:
+    """One member fit: on all of the member's triplets (``fold`` None), or without fold ``fold``'s images."""
+
+    spec: MemberSpec
+    fold: int | None
+    triplets: Triplets
+    seed: int
+
+    @property
+    def desc(self) -> str:
+        return self.spec.name if self.fold is None else f"{self.spec.name} fold {self.fold}"
+
+
