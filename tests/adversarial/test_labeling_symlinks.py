@@ -2,6 +2,7 @@
 plan time (``label plan``, ``label serve``'s plan check) and not when a link is retargeted while
 the server runs. Each table row is one case."""
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -88,7 +89,7 @@ def test_a_link_retargeted_outside_the_root_is_never_served(tmp_path, outside, l
     assert after.status_code in (403, 404), after.text
     assert MARKER not in after.content and b"root:" not in after.content
     if os.path.isfile("/etc/hostname") and later == "/etc/hostname":
-        assert open("/etc/hostname", "rb").read().strip() not in after.content
+        assert Path("/etc/hostname").read_bytes().strip() not in after.content
 
 
 def make_links(root, outside):

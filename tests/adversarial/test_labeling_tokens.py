@@ -128,7 +128,7 @@ def test_a_copy_without_its_secret_authenticates_nobody(served, plan, tmp_path, 
 
 
 def test_a_plain_token_database_of_schema_1_is_hashed_on_opening(served, tmp_path):
-    db, tokens = served
+    db, _ = served
     with sqlite3.connect(db) as conn:  # back to how schema 1 kept tokens
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("DROP TABLE annotators")
