@@ -9,11 +9,15 @@ Routes (``TOKEN`` identifies the annotator; an unknown token gets 403):
 - ``GET  /api/TOKEN/images/PATH``     an image of the plan, by its path under the image root
 - ``GET  /health``                    liveness and counts
 
-Every refusal is a 4xx with ``{"detail": "..."}`` saying why, and changes nothing.
+Every refusal is a 4xx with ``{"detail": "..."}`` saying why, and changes nothing. The
+:class:`~ctxsim.labeling.guard.RequestGuard` wraps the whole app: unknown tokens and oversized
+bodies are refused before a body is read, and every response carries the security headers.
+Images are opened through :class:`~ctxsim.labeling.image_root.ImageRoot` (real paths only).
 """
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import posixpath
 from contextlib import asynccontextmanager
@@ -23,10 +27,17 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctxsim.labeling.guard import UNKNOWN_TOKEN_MESSAGE, RequestGuard
+from ctxsim.labeling.image_root import ImageRoot
 from ctxsim.labeling.queue import (
     Item,
     Progress,
@@ -49,7 +60,7 @@ MAX_ELAPSED_MS = 86_400_000
 VOTE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 #: How long browsers may cache an image (the plan's images do not change during a session).
 IMAGE_MAX_AGE_S = 3600
-_SECURITY_HEADERS = {
+SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # the token is in the URL: never pass it on
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'",
@@ -67,6 +78,15 @@ class VoteIn(BaseModel):
     elapsed_ms: int | None = Field(default=None, ge=0, le=MAX_ELAPSED_MS)
 
 
+class LabelingApp(FastAPI):
+    """FastAPI with the :class:`RequestGuard` outside everything, even the 500 handler."""
+
+    def build_middleware_stack(self):
+        session = self.state.session
+        return RequestGuard(super().build_middleware_stack(), is_known_token=lambda t: session.annotator_for(t) is not None,
+                            max_body_bytes=MAX_BODY_BYTES, headers=SECURITY_HEADERS)
+
+
 def create_app(
     plan_csv: str | os.PathLike,
     db_path: str | os.PathLike,
@@ -79,31 +99,23 @@ def create_app(
     """The app for one plan and vote database (see :func:`ctxsim.labeling.session.open_session`).
 
     ``tokens`` maps annotator names to their URL tokens; ``annotators`` makes sure at least that
-    many exist (new ones get random tokens). ``app.state.session.annotators`` lists them all.
+    many exist (new ones get tokens derived from the database's secret).
+    ``app.state.session.tokens()`` gives the links' tokens.
     """
     session = open_session(plan_csv, db_path, images=images, tokens=tokens, annotators=annotators)
     queue = Queue(session.store, session.triplets, settings)
     allowed_images = session.image_paths
+    image_root = ImageRoot(session.images_root)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         session.store.close()
+        image_root.close()
 
-    app = FastAPI(title="ctxsim labeling", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = LabelingApp(title="ctxsim labeling", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.session, app.state.queue = session, queue
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
-        response = await call_next(request)
-        response.headers.update(_SECURITY_HEADERS)
-        if request.url.path.startswith("/api/") and "/images/" not in request.url.path:
-            response.headers["Cache-Control"] = "no-store"
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError):
@@ -111,9 +123,9 @@ def create_app(
         return JSONResponse({"detail": f"invalid request: {details}"}, status_code=422)
 
     def annotator(token: str) -> str:
-        name = session.annotators.get(token)
+        name = session.annotator_for(token)
         if name is None:
-            raise HTTPException(403, "unknown annotator token: use the link you were given")
+            raise HTTPException(403, UNKNOWN_TOKEN_MESSAGE)
         return name
 
     def item_json(token: str, item: Item | None, progress: Progress) -> dict:
@@ -139,7 +151,7 @@ def create_app(
 
     @app.get("/label/{token}")
     def page(token: str):
-        if token not in session.annotators:
+        if session.annotator_for(token) is None:
             return HTMLResponse("<!doctype html><title>ctxsim labeling</title><p>Unknown annotator link: "
                                 "use the link you were given.</p>", status_code=403)
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
@@ -172,10 +184,12 @@ def create_app(
         rel = _checked_image_path(path)
         if rel not in allowed_images:
             raise HTTPException(404, f"{path!r} is not an image of this plan")
-        full = session.images_root / rel
-        if not full.is_file():
-            raise HTTPException(404, f"image {path!r} is no longer on disk")
-        return FileResponse(full, headers={"Cache-Control": f"private, max-age={IMAGE_MAX_AGE_S}"})
+        opened = image_root.open(rel)  # real path checked on every request: links may change
+        if opened is None:
+            raise HTTPException(404, f"image {path!r} is no longer on disk under the image root")
+        media_type = mimetypes.guess_type(rel)[0] or "application/octet-stream"
+        return StreamingResponse(opened.chunks(), media_type=media_type, headers={
+            "Content-Length": str(opened.size), "Cache-Control": f"private, max-age={IMAGE_MAX_AGE_S}"})
 
     return app
 

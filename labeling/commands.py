@@ -40,8 +40,11 @@ def serve(args) -> int:
         return _usage_error(str(err))
     app = create_app(args.plan, args.db, images=args.images, tokens=tokens, annotators=wanted, settings=settings)
     base = f"http://{args.host}:{args.port}"
-    for token, name in app.state.session.annotators.items():
-        print(f"{name}\t{base}/label/{token}", flush=True)
+    for name, token in app.state.session.tokens().items():
+        if token is None:
+            log.info("%s: %s/label/TOKEN with the token given for them earlier (the database keeps only its digest)", name, base)
+        else:
+            print(f"{name}\t{base}/label/{token}", flush=True)
     log.info("serving %d triplets on %s (Ctrl+C stops; every acknowledged vote is already on disk)", len(app.state.session.triplets), base)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=args.access_log)
     return 0

@@ -44,7 +44,9 @@ def triplet_key(ref: str, a: str, b: str) -> tuple[str, str, str]:
 
 def list_images(root: str | os.PathLike, *, check: bool = True) -> list[str]:
     """Image files under ``root`` (recursive, hidden files and folders left out), as sorted
-    POSIX paths relative to ``root``. With ``check``, images that do not load are left out."""
+    POSIX paths relative to ``root``. Only files whose real path (links followed) lies under the
+    real root are listed; links to folders are not walked. With ``check``, images that do not
+    load are left out."""
     root = Path(root)
     if not root.is_dir():
         raise InputError([Problem(str(root), "image folder not found")])
@@ -53,7 +55,7 @@ def list_images(root: str | os.PathLike, *, check: bool = True) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(folder).relative_to(root)
         found += [(rel / f).as_posix() for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    found.sort()
+    found = _inside_real_root(root, sorted(found))
     if check:
         with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
             reasons = list(pool.map(image_problem, [root / p for p in found]))
@@ -64,6 +66,21 @@ def list_images(root: str | os.PathLike, *, check: bool = True) -> list[str]:
             log.warning("... and %d more unreadable images left out", len(bad) - _MAX_LISTED_BAD)
         found = [p for p, r in zip(found, reasons) if r is None]
     return found
+
+
+def _inside_real_root(root: Path, paths: list[str]) -> list[str]:
+    real_root = root.resolve(strict=True)
+    inside = []
+    for p in paths:
+        try:
+            real = (root / p).resolve(strict=True)  # a link to a link: followed to its end
+        except (OSError, RuntimeError):  # dangling, or a loop of links
+            real = None
+        if real is not None and real.is_relative_to(real_root) and real.is_file():
+            inside.append(p)
+        else:
+            log.warning("%s links to %s, not a file under the image root %s; left out of the plan", root / p, real, real_root)
+    return inside
 
 
 def group_of(path: str) -> str:

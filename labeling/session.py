@@ -2,7 +2,8 @@
 
 The plan is a triplet CSV read with :mod:`ctxsim.data.triplets` (paths relative to ``images``, default
 the plan's folder). Every image must lie under that root: it is the only folder the server
-serves images from, and only images the plan names.
+serves images from, and only images the plan names. "Under" means the real path, symlinks
+resolved: a link inside the root to a file outside it is refused.
 """
 from __future__ import annotations
 
@@ -31,8 +32,18 @@ class Session:
     store: VoteStore
     images_root: Path
     triplets: list[StoredTriplet]
-    #: token -> annotator name
-    annotators: dict[str, str]
+    #: annotator names, in creation order
+    annotators: list[str]
+    #: name -> token of the tokens given when the session was opened (the store keeps only digests)
+    given_tokens: dict[str, str]
+
+    def annotator_for(self, token: str) -> str | None:
+        return self.store.annotator_for(token)
+
+    def tokens(self) -> dict[str, str | None]:
+        """Each annotator's token, where it can be known: generated ones come from the secret, given
+        ones from this session's ``tokens``; None for one given earlier (only its owner has it)."""
+        return {name: self.given_tokens.get(name) or self.store.token_of(name) for name in self.annotators}
 
     @property
     def image_paths(self) -> frozenset[str]:
@@ -60,7 +71,8 @@ def read_plan(plan_csv: str | os.PathLike, images: str | os.PathLike | None = No
         rel = {}
         for c in IMAGE_COLUMNS:
             full = posixpath.normpath(row[PATH[c]])
-            if not full.startswith(prefix):
+            # the root is a real path (TripletFile resolves it); so must the image be, links followed
+            if not full.startswith(prefix) or not os.path.realpath(full).startswith(prefix):
                 problems.append(Problem(str(tf.path), f"image {row[c]!r} lies outside the image root {root}", row[ROW], c))
             rel[c] = full.removeprefix(prefix)
         tid = row["id"]
@@ -85,10 +97,11 @@ def open_session(
     annotators: int = 0,
 ) -> Session:
     """Validate the plan, store its triplets and the annotators (``tokens``: name -> token, plus
-    generated ones until ``annotators`` exist) in ``db_path``."""
+    generated ones until ``annotators`` exist) in ``db_path``; the store keeps digests of the tokens."""
     root, triplets = read_plan(plan_csv, images)
     store = VoteStore(db_path)
     try:
+        store.token_key()  # a missing or foreign secret is refused here, not on every request
         added = store.load_plan(triplets, root, str(plan_csv))
         if tokens:
             store.add_annotators(tokens)
@@ -98,7 +111,7 @@ def open_session(
         raise
     log.info("plan %s: %d triplets (%d new in %s), images under %s, %d annotators",
              plan_csv, len(triplets), added, db_path, root, len(names))
-    return Session(store, root, triplets, {token: name for name, token in names.items()})
+    return Session(store, root, triplets, names, dict(tokens or {}))
 
 
 def read_tokens(path: str | os.PathLike) -> dict[str, str]:

@@ -9,13 +9,15 @@ Idempotency: every vote carries a client-made ``vote_id``, and an annotator answ
 most once per presentation (``presentation`` 0: first showing, 1: the swapped control repeat).
 Sending the same vote again is acknowledged as a duplicate and stores nothing; a different answer
 to something already answered is refused.
+
+Tokens: the database keeps only keyed digests of the annotators' tokens (see
+:mod:`ctxsim.labeling.tokens`; the secret lives beside it), and the file is private (0600).
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -24,19 +26,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ctxsim.errors import InputError, Problem
+from ctxsim.labeling.tokens import TokenKey, make_private, secret_path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Version 1 kept the tokens in plain text; opening such a database replaces them by digests.
+PLAIN_TOKENS_SCHEMA_VERSION = "1"
 ANSWERS = ("A", "B", "skip")
 PRESENTATIONS = (0, 1)
 #: How long a writer waits for another writer's lock before giving up (ms).
 BUSY_TIMEOUT_MS = 30_000
-#: Bytes of randomness in a generated annotator token (URL-safe base64: 32 characters).
-TOKEN_BYTES = 24
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 ANNOTATOR_PREFIX = "annotator-"
+#: ``meta`` key of the secret's fingerprint (tells this database's secret from another one).
+FINGERPRINT_KEY = "token_key_fingerprint"
+#: SQLite's companion files, which hold pages of the database too.
+_COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+
+_ANNOTATORS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    name TEXT PRIMARY KEY,
+    token_digest TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+)"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,11 +60,7 @@ CREATE TABLE IF NOT EXISTS triplets (
     context TEXT,
     position INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS annotators (
-    name TEXT PRIMARY KEY,
-    token TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
-);
+{annotators};
 CREATE TABLE IF NOT EXISTS votes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     vote_id TEXT NOT NULL UNIQUE,
@@ -64,7 +74,7 @@ CREATE TABLE IF NOT EXISTS votes (
     UNIQUE (annotator, triplet_id, presentation)
 );
 CREATE INDEX IF NOT EXISTS votes_by_triplet ON votes (triplet_id, presentation);
-"""
+""".format(annotators=_ANNOTATORS_TABLE.format(name="annotators"))
 
 
 @dataclass(frozen=True)
@@ -98,18 +108,17 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def generate_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
 class VoteStore:
     """Triplets, annotators and votes in one SQLite file (safe to share between threads)."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path)
+        self.secret_path = secret_path(self.path)
         if not create and not self.path.is_file():
             raise InputError([Problem(str(self.path), "vote database not found")])
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_files_private()
+        self._key: TokenKey | None = None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -124,9 +133,20 @@ class VoteStore:
             self.close()
             raise InputError([Problem(str(self.path), f"not a usable SQLite vote database ({err})")]) from None
         version = self.meta("schema_version")
-        if version != SCHEMA_VERSION:
+        if version == PLAIN_TOKENS_SCHEMA_VERSION:
+            self._hash_plain_tokens()
+        elif version != SCHEMA_VERSION:
             self.close()
             raise InputError([Problem(str(self.path), f"not a ctxsim vote database (schema version {version!r})")])
+
+    def _make_files_private(self) -> None:
+        """The database 0600 before SQLite first opens it (SQLite gives its -wal and -shm files the
+        same mode); older files are tightened."""
+        make_private(self.path)
+        for suffix in _COMPANION_SUFFIXES:
+            companion = self.path.with_name(self.path.name + suffix)
+            if companion.exists():
+                make_private(companion)
 
     # -- connections ----------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -193,9 +213,42 @@ class VoteStore:
         return [StoredTriplet(*r) for r in rows]
 
     # -- annotators -----------------------------------------------------------------------------------
-    def annotators(self) -> dict[str, str]:
-        """Annotator name -> token, in creation order."""
-        return dict(self._db().execute("SELECT name, token FROM annotators ORDER BY rowid").fetchall())
+    def token_key(self) -> TokenKey:
+        """The secret beside the database (made with the first annotator); refused when it is
+        missing or belongs to another database, since then no stored token can be checked."""
+        if self._key is None:
+            stored = self.meta(FINGERPRINT_KEY)
+            key = TokenKey.load(self.secret_path, create=stored is None)
+            if key is None:
+                raise InputError([Problem(str(self.secret_path), f"the token secret of {self.path} is missing, so no annotator "
+                                          "link can be checked; put it back beside the database, or use a new --db")])
+            if stored is None:
+                with self._write() as db:
+                    db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (FINGERPRINT_KEY, key.fingerprint()))
+                stored = self.meta(FINGERPRINT_KEY)  # another process may have stored its own first
+            if stored != key.fingerprint():
+                raise InputError([Problem(str(self.secret_path), f"this is not the token secret of {self.path}")])
+            self._key = key
+        return self._key
+
+    def annotators(self) -> list[str]:
+        """Annotator names, in creation order."""
+        return [r[0] for r in self._db().execute("SELECT name FROM annotators ORDER BY rowid").fetchall()]
+
+    def annotator_for(self, token: str) -> str | None:
+        """The annotator whose token this is, or None."""
+        if not TOKEN_PATTERN.match(token):
+            return None  # not worth a hash
+        row = self._db().execute("SELECT name FROM annotators WHERE token_digest = ?", (self.token_key().digest(token),)).fetchone()
+        return row[0] if row else None
+
+    def token_of(self, name: str) -> str | None:
+        """The token of ``name`` when it was generated (derived from the secret); None for a token
+        given with ``add_annotators`` (only its owner has it) or an unknown name."""
+        key = self.token_key()
+        derived = key.derive(name)
+        row = self._db().execute("SELECT token_digest FROM annotators WHERE name = ?", (name,)).fetchone()
+        return derived if row and row[0] == key.digest(derived) else None
 
     def add_annotators(self, tokens: Mapping[str, str]) -> None:
         """Register name -> token pairs (a pair already stored is kept; a clash is refused)."""
@@ -207,21 +260,23 @@ class VoteStore:
                 problems.append(Problem("annotators", f"token of {name!r}: use 16-128 letters, digits, '_' or '-'"))
         if problems:
             raise InputError(problems)
+        key = self.token_key()
         with self._write() as db:
             for name, token in tokens.items():
-                by_name = db.execute("SELECT token FROM annotators WHERE name = ?", (name,)).fetchone()
-                by_token = db.execute("SELECT name FROM annotators WHERE token = ?", (token,)).fetchone()
-                if by_name and by_name[0] != token:
+                digest = key.digest(token)
+                by_name = db.execute("SELECT token_digest FROM annotators WHERE name = ?", (name,)).fetchone()
+                by_token = db.execute("SELECT name FROM annotators WHERE token_digest = ?", (digest,)).fetchone()
+                if by_name and by_name[0] != digest:
                     problems.append(Problem("annotators", f"annotator {name!r} already has another token in {self.path}"))
                 elif by_token and by_token[0] != name:
                     problems.append(Problem("annotators", f"the token of {name!r} already belongs to {by_token[0]!r}"))
                 elif not by_name:
-                    db.execute("INSERT INTO annotators VALUES (?, ?, ?)", (name, token, now()))
+                    db.execute("INSERT INTO annotators VALUES (?, ?, ?)", (name, digest, now()))
             if problems:
                 raise InputError(problems)
 
-    def ensure_annotators(self, n: int) -> dict[str, str]:
-        """Create ``annotator-K`` entries with fresh tokens until at least ``n`` exist."""
+    def ensure_annotators(self, n: int) -> list[str]:
+        """Create ``annotator-K`` entries with generated tokens until at least ``n`` exist."""
         existing = self.annotators()
         k = len(existing)
         fresh = {}
@@ -229,10 +284,32 @@ class VoteStore:
             k += 1
             name = f"{ANNOTATOR_PREFIX}{k}"
             if name not in existing:
-                fresh[name] = generate_token()
+                fresh[name] = self.token_key().derive(name)
         if fresh:
             self.add_annotators(fresh)
         return self.annotators()
+
+    def _hash_plain_tokens(self) -> None:
+        """Schema 1 -> 2: replace the plain tokens by digests, then rewrite the file and empty the
+        WAL so that no old page still holds a token."""
+        key = self.token_key()
+        db = self._db()
+        db.execute("PRAGMA foreign_keys=OFF")  # the votes reference the table being replaced
+        try:
+            with self._write() as tx:
+                if tx.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] != PLAIN_TOKENS_SCHEMA_VERSION:
+                    return  # another process migrated it meanwhile
+                rows = tx.execute("SELECT name, token, created_at FROM annotators ORDER BY rowid").fetchall()
+                tx.execute(_ANNOTATORS_TABLE.format(name="annotators_hashed"))
+                tx.executemany("INSERT INTO annotators_hashed VALUES (?, ?, ?)", [(n, key.digest(t), c) for n, t, c in rows])
+                tx.execute("DROP TABLE annotators")
+                tx.execute("ALTER TABLE annotators_hashed RENAME TO annotators")
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        finally:
+            db.execute("PRAGMA foreign_keys=ON")
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log.info("%s: replaced %d plain annotator tokens by keyed digests", self.path, len(rows))
 
     # -- votes ----------------------------------------------------------------------------------------
     def record_vote(self, vote: Vote) -> bool:

@@ -79,11 +79,14 @@ def test_reloading_a_plan_is_harmless_but_a_different_triplet_under_an_old_id_is
 
 
 def test_annotators_tokens_are_checked_and_kept(store):
-    tokens = store.ensure_annotators(3)
-    names = list(tokens)
+    names = store.ensure_annotators(3)
     assert names == ["alice", "annotator-2", "annotator-3"]
-    assert tokens["alice"] == "alice-token-0123456789" and len(set(tokens.values())) == 3
-    assert store.ensure_annotators(2) == tokens  # enough exist already
+    assert store.annotator_for("alice-token-0123456789") == "alice"
+    generated = [store.token_of(n) for n in names[1:]]
+    assert store.token_of("alice") is None  # a token given by hand: only its owner has it
+    assert [store.annotator_for(t) for t in generated] == names[1:] and len(set(generated)) == 2
+    assert store.annotator_for("not-a-real-token-000000") is None and store.annotator_for("short") is None
+    assert store.ensure_annotators(2) == names  # enough exist already
     store.add_annotators({"alice": "alice-token-0123456789"})  # the same pair again is fine
     with pytest.raises(InputError, match="already has another token"):
         store.add_annotators({"alice": "another-token-0123456789"})
@@ -91,7 +94,7 @@ def test_annotators_tokens_are_checked_and_kept(store):
         store.add_annotators({"bob": "alice-token-0123456789"})
     with pytest.raises(InputError, match="16-128 letters"):
         store.add_annotators({"bob": "short"})
-    assert list(store.annotators()) == names
+    assert store.annotators() == names
 
 
 def test_a_missing_or_foreign_database_is_refused(tmp_path):
