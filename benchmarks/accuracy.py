@@ -1,0 +1,344 @@
+"""Accuracy on held-out images and held-out rows, over seeded draws (``python -m benchmarks.accuracy``).
+
+The benchmark that decides accuracy changes. On the shared data (``../shared/data``, or
+``$CTXSIM_DATA``), both data sets are imported, then for every draw (seed ``d``):
+
+* ``--holdout`` (20%) of each data set's images are held out. Every row naming at least one of them is a
+  *new images* test row (``new``); the rows whose three images are all held out are reported apart too
+  (``new_all3``). None of them reaches training.
+* of the rows over kept images, a random ``--known`` (10%) share is a *known images* test row (``known``),
+  also removed from training: triplets the models never saw, over images they trained on.
+* one run is trained with the default configuration (``ctxsim train``'s) on the remaining rows of both
+  data sets together, and every test row is compared with margins and baselines.
+
+Reported for every member (its margin's sign), every baseline combiner and the ensemble (the run's
+answer, ``p_a``), per data set and regime: accuracy over all rows; for materials also Lagunas et al.'s
+metric, majority accuracy with tied votes left out (their model: 81.99%), and per-vote agreement (votes for
+the predicted side / all votes). Paired differences over draws (mean, std, min, max): ensemble - best
+single member, the best chosen per draw on that draw's *test* rows (an oracle choice: an upper bound
+for "pick one member"), and chosen on the run's *training* out-of-fold accuracy for the data set's context
+(a choice one could make without the test); ensemble - global member; ensemble - majority vote.
+
+Embeddings are cached once in ``WORK/accuracy/cache`` (the images recur in every draw). ``--quick`` is
+for development: 2 draws and a fast training config (said so in the output and the results); the results
+then go to ``results/accuracy-quick.json`` unless ``--out`` says otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import RESULTS, base_parser, machine, setup_env, table
+
+#: Data sets: importer kind -> declared context name (the contexts of the default training run).
+DATASETS = {"zappos": "shoes", "materials": "materials"}
+DEFAULT_DRAWS = 5
+QUICK_DRAWS = 2
+#: Share of each data set's images held out per draw (the "new images" regime).
+DEFAULT_HOLDOUT = 0.2
+#: Share of the rows over kept images held out per draw (the "known images" regime).
+DEFAULT_KNOWN = 0.1
+#: ``--quick``: a few epochs and folds, so a draw trains in well under a minute (not the default config).
+QUICK_SET = ["folds=2", "member.epochs=4", "ensemble.folds=2"]
+#: Wall-time target of the full benchmark (5 draws, default config) on the 2-core development machine.
+TARGET_SECONDS = 30 * 60
+#: Lagunas et al. (SIGGRAPH 2019), majority accuracy of their model on materials with tied votes left out.
+LAGUNAS_MAJORITY_ACCURACY = 0.8199
+REGIMES = ("new", "new_all3", "known")
+ENSEMBLE = "ensemble"
+#: Baseline combiners of a run (``p_a_<name>`` columns of ``compare`` with baselines).
+BASELINES = ("stacker", "majority_vote", "pca_credibility", "mlp_weighted", "best_member", "global", "zeroshot")
+
+
+def data_dir() -> Path:
+    """``$CTXSIM_DATA``, else ``../shared/data`` beside the checkout."""
+    if os.environ.get("CTXSIM_DATA"):
+        return Path(os.environ["CTXSIM_DATA"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def import_data(src: Path, out: Path) -> dict:
+    """Every data set imported into ``out/<kind>``: kind -> rows with absolute image paths."""
+    import polars as pl
+
+    from ctxsim.importers import import_dataset
+    from ctxsim.triplets import read_triplets
+
+    frames = {}
+    for kind, context in DATASETS.items():
+        csvs = import_dataset(kind, src / kind, out / kind, context=context)
+        parts = []
+        for csv in csvs:
+            root = Path(csv).resolve().parent.as_posix() + "/"
+            df = read_triplets([csv])
+            df = df.select([c for c in df.columns if not c.startswith("_")])
+            parts.append(df.with_columns((pl.lit(root) + pl.col(c)).alias(c) for c in ("ref", "a", "b")))
+        frames[kind] = pl.concat(parts, how="diagonal_relaxed")
+    return frames
+
+
+def split_draw(df, seed: int, holdout: float, known: float):
+    """(training rows, test rows with a ``regime`` and an ``all_held`` column) of one data set for one draw."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    images = sorted(set(df["ref"]) | set(df["a"]) | set(df["b"]))
+    held = rng.choice(images, size=max(1, round(holdout * len(images))), replace=False).tolist()
+    touches = [pl.col(c).is_in(held) for c in ("ref", "a", "b")]
+    df = df.with_columns(pl.any_horizontal(touches).alias("any_held"), pl.all_horizontal(touches).alias("all_held"))
+    new = df.filter(pl.col("any_held"))
+    kept = df.filter(~pl.col("any_held"))
+    is_known = rng.random(kept.height) < known
+    test = pl.concat([new.with_columns(pl.lit("new").alias("regime")),
+                      kept.filter(pl.Series(is_known)).with_columns(pl.lit("known").alias("regime"))])
+    return kept.filter(pl.Series(~is_known)).drop("any_held", "all_held"), test.drop("any_held"), len(held), len(images)
+
+
+def _agreement(pred_a: np.ndarray, label_a: np.ndarray, votes: tuple[np.ndarray, np.ndarray] | None) -> dict:
+    """Accuracy (all rows), and with votes: majority accuracy without ties, per-vote agreement and its ceiling."""
+    out = {"rows": int(len(pred_a)), "accuracy": float(np.mean(pred_a == label_a)) if len(pred_a) else float("nan")}
+    if votes is not None:
+        va, vb = votes
+        clear = va != vb
+        out["clear_rows"] = int(clear.sum())
+        out["majority_accuracy"] = float(np.mean(pred_a[clear] == (va > vb)[clear])) if clear.any() else float("nan")
+        total = (va + vb).sum()
+        out["vote_agreement"] = float(np.where(pred_a, va, vb).sum() / total) if total else float("nan")
+        out["vote_ceiling"] = float(np.maximum(va, vb).sum() / total) if total else float("nan")
+    return out
+
+
+def system_predictions(scored, members: list[str]) -> dict[str, np.ndarray]:
+    """System -> "A is predicted" per row: the ensemble, every member and every baseline combiner."""
+    systems = {ENSEMBLE: scored["p_a"].to_numpy() >= 0.5}
+    systems |= {f"member:{m}": scored[f"margin_{m}"].to_numpy() > 0 for m in members}
+    systems |= {f"baseline:{b}": scored[f"p_a_{b}"].to_numpy() >= 0.5 for b in BASELINES if f"p_a_{b}" in scored.columns}
+    return systems
+
+
+def evaluate(scored, members: list[str]) -> dict:
+    """regime -> system -> metrics, for one data set's scored test rows."""
+    import polars as pl
+
+    cells = {"new": pl.col("regime") == "new", "new_all3": (pl.col("regime") == "new") & pl.col("all_held"),
+             "known": pl.col("regime") == "known"}
+    out = {}
+    for regime, where in cells.items():
+        part = scored.filter(where)
+        label_a = part["label"].to_numpy() == "A"
+        votes = None
+        if {"votes_a", "votes_b"} <= set(part.columns) and part["votes_a"].null_count() < part.height:
+            votes = (part["votes_a"].fill_null(0).to_numpy(), part["votes_b"].fill_null(0).to_numpy())
+        systems = system_predictions(part, members)
+        out[regime] = {name: {**_agreement(pred, label_a, votes),
+                              "same_as_ensemble": float(np.mean(pred == systems[ENSEMBLE])) if len(pred) else float("nan")}
+                       for name, pred in systems.items()}
+    return out
+
+
+def oof_best_member(metrics: dict, members: list[str], context: str) -> str:
+    """The member with the best training out-of-fold accuracy on ``context`` (the run's metrics.json)."""
+    def acc(member):
+        rows = metrics["accuracy"][f"member:{member}"]
+        row = next((r for r in rows if r["context"] == context), None)
+        return -1.0 if row is None or row.get("accuracy") is None else row["accuracy"]
+
+    return max(members, key=acc)
+
+
+def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, known: float, progress: bool) -> dict:
+    import polars as pl
+
+    from ctxsim.comparator import load_comparator
+    from ctxsim.train import train_run
+    from ctxsim.triplets import write_triplets
+
+    folder = work / f"draw-{draw}"
+    folder.mkdir(parents=True, exist_ok=True)
+    train_csvs, tests, sizes = [], {}, {}
+    for i, (kind, df) in enumerate(frames.items()):
+        train, test, n_held, n_images = split_draw(df, seed=1000 * draw + i, holdout=holdout, known=known)
+        write_triplets(train, folder / f"{kind}-train.csv")
+        train_csvs.append(folder / f"{kind}-train.csv")
+        tests[kind] = test
+        sizes[kind] = {"images": n_images, "held_out_images": n_held, "train_rows": train.height,
+                       **{r: int(test.filter(pl.col("regime") == r).height) for r in ("new", "known")},
+                       "new_all3": int(test.filter(pl.col("all_held")).height)}
+    start = time.perf_counter()
+    metrics = train_run(train_csvs, folder / "run", cfg=cfg, progress=progress, cache=cache)
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    comparator = load_comparator(str(folder / "run"), baselines=True, cache=cache, progress=progress)
+    members = list(comparator.member_names)
+    results = {}
+    for kind, test in tests.items():
+        scored = comparator.score(test, margins=True)
+        results[kind] = evaluate(scored, members)
+    compare_seconds = time.perf_counter() - start
+    return {"draw": draw, "sizes": sizes, "members": members, "chosen": metrics["ensemble"]["chosen"],
+            "oof_best_member": {kind: oof_best_member(metrics, members, ctx) for kind, ctx in DATASETS.items()},
+            "train_seconds": round(train_seconds, 1), "compare_seconds": round(compare_seconds, 1), "results": results}
+
+
+def _spread(xs: list[float]) -> dict:
+    xs = [x for x in xs if x == x]  # NaN-free
+    if not xs:
+        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def metric_names(kind: str) -> list[str]:
+    return ["accuracy", "majority_accuracy", "vote_agreement"] if kind == "materials" else ["accuracy"]
+
+
+def summarise(draws: list[dict]) -> dict:
+    """Per data set, regime, system and metric: the spread over draws; and the paired differences."""
+    summary, paired = {}, {}
+    members = draws[0]["members"]
+    for kind in DATASETS:
+        for regime in REGIMES:
+            systems = list(draws[0]["results"][kind][regime])
+            for metric in metric_names(kind):
+                key = f"{kind}/{regime}/{metric}"
+                summary[key] = {s: _spread([d["results"][kind][regime][s][metric] for d in draws]) for s in systems}
+                per_draw = {name: [] for name in ("ensemble - best member (test-chosen)", "ensemble - best member (OOF-chosen)",
+                                                   "ensemble - global", "ensemble - majority vote")}
+                for d in draws:
+                    cell = d["results"][kind][regime]
+                    ens = cell[ENSEMBLE][metric]
+                    test_best = max(cell[f"member:{m}"][metric] for m in members)
+                    per_draw["ensemble - best member (test-chosen)"].append(ens - test_best)
+                    per_draw["ensemble - best member (OOF-chosen)"].append(ens - cell[f"member:{d['oof_best_member'][kind]}"][metric])
+                    per_draw["ensemble - global"].append(ens - cell["member:global"][metric])
+                    per_draw["ensemble - majority vote"].append(ens - cell["baseline:majority_vote"][metric])
+                paired[key] = {name: {**_spread(v), "per_draw": v} for name, v in per_draw.items()}
+    return {"summary": summary, "paired": paired, "headline": headline(draws)}
+
+
+#: Columns of the headline table: name -> how to pick a system's value in one draw's cell.
+HEADLINE = {
+    "ensemble": lambda cell, d, kind, metric: cell[ENSEMBLE][metric],
+    "global": lambda cell, d, kind, metric: cell["member:global"][metric],
+    "best member (test)": lambda cell, d, kind, metric: max(cell[f"member:{m}"][metric] for m in d["members"]),
+    "best member (OOF)": lambda cell, d, kind, metric: cell[f"member:{d['oof_best_member'][kind]}"][metric],
+    "majority vote": lambda cell, d, kind, metric: cell["baseline:majority_vote"][metric],
+    "zero-shot": lambda cell, d, kind, metric: cell["member:zeroshot"][metric],
+}
+
+
+def headline(draws: list[dict]) -> list[dict]:
+    """One row per data set, regime and metric: the headline systems' mean and std over draws."""
+    rows = []
+    for kind in DATASETS:
+        for regime in REGIMES:
+            for metric in metric_names(kind):
+                row = {"data": kind, "regime": regime, "metric": metric,
+                       "rows": int(np.mean([d["sizes"][kind][regime] for d in draws]))}
+                for name, pick in HEADLINE.items():
+                    row[name] = _spread([pick(d["results"][kind][regime], d, kind, metric) for d in draws])
+                rows.append(row)
+    return rows
+
+
+def print_tables(result: dict) -> None:
+    summary, paired, draws = result["summary"], result["paired"], result["draws"]
+    rows = [{k: (f"{v['mean']:.4f} ± {v['std']:.4f}" if isinstance(v, dict) else v) for k, v in r.items()} for r in result["headline"]]
+    table(rows, ["data", "regime", "metric", "rows", *HEADLINE],
+          f"Headline: mean ± std over {len(draws)} draws (best member (test): the best on that draw's test rows, an oracle; "
+          f"(OOF): chosen on training out-of-fold accuracy)")
+    for kind in DATASETS:
+        for metric in metric_names(kind):
+            systems = list(summary[f"{kind}/new/{metric}"])
+            rows = []
+            for s in systems:
+                row = {"system": s}
+                for regime in REGIMES:
+                    sp = summary[f"{kind}/{regime}/{metric}"][s]
+                    row[regime] = f"{sp['mean']:.4f} ± {sp['std']:.4f}"
+                rows.append(row)
+            n = {r: int(np.mean([d["sizes"][kind][r] for d in draws])) for r in REGIMES}
+            table(rows, ["system", *REGIMES],
+                  f"{kind}: {metric}, mean ± std over {len(draws)} draws (rows per draw ~ new {n['new']}, "
+                  f"new_all3 {n['new_all3']}, known {n['known']})")
+    rows = []
+    for key, diffs in paired.items():
+        for name, sp in diffs.items():
+            rows.append({"cell": key, "difference": name, "mean": f"{sp['mean']:+.4f}", "std": f"{sp['std']:.4f}",
+                         "min": f"{sp['min']:+.4f}", "max": f"{sp['max']:+.4f}"})
+    table(rows, ["cell", "difference", "mean", "std", "min", "max"],
+          "Paired differences over draws (test-chosen best member: the best on that draw's test rows, an oracle)")
+
+
+def main(argv=None) -> dict:
+    parser = base_parser(__doc__)
+    parser.add_argument("--draws", type=int, default=None, help=f"seeded draws (default {DEFAULT_DRAWS}; {QUICK_DRAWS} with --quick)")
+    parser.add_argument("--quick", action="store_true", help=f"development mode: {QUICK_DRAWS} draws, fast training ({' '.join(QUICK_SET)})")
+    parser.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT, help="share of each data set's images held out")
+    parser.add_argument("--known", type=float, default=DEFAULT_KNOWN, help="share of rows over kept images held out")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override (not the default then)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default results/accuracy.json; accuracy-quick.json with --quick)")
+    parser.add_argument("--progress", action="store_true", help="show training and embedding progress bars")
+    args = parser.parse_args(argv)
+    setup_env(args.work)
+    started, load_start = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at start (1, 5, 15 min): {load_start} on {os.cpu_count()} CPUs", flush=True)
+
+    import torch
+
+    from ctxsim.config import load_config
+    from ctxsim.embeddings import EmbeddingCache
+
+    draws_n = args.draws or (QUICK_DRAWS if args.quick else DEFAULT_DRAWS)
+    overrides = (QUICK_SET if args.quick else []) + args.set
+    cfg = load_config(None, overrides)
+    config_note = "default training config (ctxsim train's)" if not overrides else f"NOT the default config: --set {' '.join(overrides)}"
+    print(config_note, flush=True)
+    work = args.work / "accuracy"
+    cache = EmbeddingCache(work / "cache")
+    frames = import_data(data_dir(), work / "data")
+
+    draws = []
+    for d in range(draws_n):
+        draws.append(run_draw(d, frames, work, cfg, cache, args.holdout, args.known, args.progress))
+        r = draws[-1]
+        print(f"draw {d}: trained in {r['train_seconds']} s, compared in {r['compare_seconds']} s; ensemble answers with "
+              f"{r['chosen']}; OOF-best member {r['oof_best_member']}", flush=True)
+        if d == 0 and not args.quick:
+            projected = (time.perf_counter() - started) * draws_n
+            if projected > TARGET_SECONDS:
+                print(f"WARNING: the default config is slow here: {draws_n} draws projected at {projected / 60:.0f} min "
+                      f"(target {TARGET_SECONDS // 60} min); the config is left as it is", flush=True)
+
+    wall = time.perf_counter() - started
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    result = {"benchmark": "accuracy", "machine": machine() | {"load_average_at_start": load_start, "load_average_at_end": load_end}, "torch_threads": torch.get_num_threads(),
+              "config": cfg.to_dict(), "config_note": config_note, "quick": args.quick, "draws_n": draws_n,
+              "holdout_images": args.holdout, "known_rows": args.known, "data": str(data_dir()),
+              "lagunas_majority_accuracy": LAGUNAS_MAJORITY_ACCURACY, "wall_seconds": round(wall, 1),
+              "notes": {"new": "test rows naming at least one held-out image", "new_all3": "test rows whose three images are all held out",
+                        "known": f"a random {args.known:.0%} of the rows over kept images, removed from training",
+                        "ensemble": "the run's answer (p_a): the combiner chosen by image-grouped validation at training",
+                        "best member (test-chosen)": "the best member on that draw's test rows of the cell: an oracle choice",
+                        "best member (OOF-chosen)": "the member with the best training out-of-fold accuracy on the data set's context",
+                        "majority_accuracy": "materials: rows with a clear vote majority, prediction vs the majority side",
+                        "vote_agreement": "votes for the predicted side / all votes"},
+              **summarise(draws), "draws": draws}
+    print_tables(result)
+    print(f"wall time {wall / 60:.1f} min for {draws_n} draws; load average at start {load_start}, at end {load_end}", flush=True)
+    out = args.out or RESULTS / ("accuracy-quick.json" if args.quick else "accuracy.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    print(out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
