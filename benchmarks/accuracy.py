@@ -67,8 +67,8 @@ def import_data(src: Path, out: Path) -> dict:
     """Every data set imported into ``out/<kind>``: kind -> rows with absolute image paths."""
     import polars as pl
 
-    from ctxsim.importers import import_dataset
-    from ctxsim.triplets import read_triplets
+    from ctxsim.data.importers import import_dataset
+    from ctxsim.data.triplets import read_triplets
 
     frames = {}
     for kind, context in DATASETS.items():
@@ -155,9 +155,9 @@ def oof_best_member(metrics: dict, members: list[str], context: str) -> str:
 def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, known: float, progress: bool) -> dict:
     import polars as pl
 
-    from ctxsim.comparator import load_comparator
-    from ctxsim.train import train_run
-    from ctxsim.triplets import write_triplets
+    from ctxsim.compare.model_uri import load_comparator
+    from ctxsim.train.pipeline import train_run
+    from ctxsim.data.triplets import write_triplets
 
     folder = work / f"draw-{draw}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,7 @@ def main(argv=None) -> dict:
     import torch
 
     from ctxsim.config import load_config
-    from ctxsim.embeddings import EmbeddingCache
+    from ctxsim.embedding.cache import EmbeddingCache
 
     draws_n = args.draws or (QUICK_DRAWS if args.quick else DEFAULT_DRAWS)
     overrides = (QUICK_SET if args.quick else []) + args.set

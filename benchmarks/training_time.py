@@ -29,7 +29,7 @@ def main(argv=None) -> dict:
     from ctxsim.members.member import train_head, train_lora
     from ctxsim.members.config import MemberConfig
     from ctxsim.members.training import Triplets
-    from ctxsim.train.pipeline import image_table, labels
+    from ctxsim.train.pipeline.pipeline import image_table, labels
     from ctxsim.data.triplets import read_triplets
 
     cfg = TrainConfig()
