@@ -94,3 +94,13 @@ def test_bad_settings_are_named(override, message):
 def test_unknown_key_in_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"config\.member: unknown setting\(s\) epoch; known: kind, hidden"):
         load_config(write(tmp_path, "[member]\nepoch = 3\n"))
+
+
+def test_importing_the_config_loads_no_heavy_library():
+    """Config dataclasses live in torch-free modules: ``import ctxsim.config`` has no side effects."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ctxsim.config\n"
+            "print(','.join(sorted(m for m in ('torch', 'sklearn', 'mlflow', 'lightgbm', 'timm', 'polars') if m in sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == ""

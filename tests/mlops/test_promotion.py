@@ -19,7 +19,7 @@ import pytest
 
 from ctxsim.mlops.promotion import ALREADY, FIRST, PROMOTED, REFUSED, render_markdown
 from ctxsim.mlops.gate import EXIT_REFUSED, PairedCounts, evaluate_gate, first_champion, mcnemar_worse_pvalue
-from tests.ctxsim.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
+from tests.mlops.mlflow_support import TINY_FLAGS, data_set, session_base, trained_run, tracking_store
 
 
 def paired(both=0, candidate_only=0, champion_only=0, neither=0):
