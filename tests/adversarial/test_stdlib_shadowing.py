@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ["ctxsim", "contexts", "members", "ensemble", "labeling", "reports", "benchmarks", "tools"]
 
