@@ -1,6 +1,6 @@
 """Run benchmarks by name: ``python benchmarks/run.py NAME [NAME ...] [-- ARGS]`` or ``all``.
 
-Names: compare_throughput, members_concurrency, steady_state, memory, scaling, training_time, profile (and any other
+Names: compare_throughput, members_concurrency, steady_state, memory, scaling, training_time, profiling (and any other
 ``benchmarks/<name>.py`` with a ``main(argv)``). Each prints its table and writes
 ``benchmarks/results/<name>.json``. Arguments after ``--`` go to every benchmark (e.g. ``--work DIR``).
 """

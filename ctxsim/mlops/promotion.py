@@ -29,6 +29,7 @@ no labelled triplets, a threshold out of range).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,6 @@ import numpy as np
 
 from ctxsim.compare.model_uri import (
     RegistryError,
-    client,
     download_run,
     get_version,
     load_comparator,
@@ -71,6 +71,9 @@ from ctxsim.schema import IMAGE_COLUMNS, OVERALL, PATH
 
 log = logging.getLogger(__name__)
 
+
+#: Comparisons one promote runs at most when the champion keeps moving under it.
+MAX_ATTEMPTS = 3
 
 PROMOTED, REFUSED, FIRST, ALREADY = "promoted", "refused", "promoted (first champion)", "already champion"
 
@@ -152,54 +155,75 @@ def promote(name: str, candidate: str, eval_csvs, images=None, *, alpha: float =
             report: bool = True, out: str | os.PathLike | None = None, device: str = "cpu") -> PromotionResult:
     """Score ``candidate`` and the champion of ``name`` on ``eval_csvs``, decide, record, and move the alias.
 
-    Raises :class:`ctxsim.mlops.RegistryError` (unknown name/version), :class:`InputError` (bad eval
-    CSV) or :class:`ThresholdError` before anything is recorded. ``out`` keeps the comparison files.
+    The move is a compare-and-set: the promotion lock of ``name`` (:func:`registry.promotion_lock`) is held
+    from reading the champion until the alias has moved, and right before recording and again right before
+    moving the alias the champion is read again; if it changed (a promotion that does not share the lock), the
+    gate runs again against the new champion. So the alias only ever moves to a candidate gated against the
+    version it replaces. Raises :class:`ctxsim.mlops.RegistryError` (unknown name/version),
+    :class:`InputError` (bad eval CSV) or :class:`ThresholdError` before anything is recorded.
+    ``out`` keeps the comparison files.
     """
 
     check_thresholds(alpha, tolerance, epsilon)
     cand_mv = get_version(name, candidate)
     candidate = str(cand_mv.version)
-    champ_mv = registry.champion(name)
-    base = {"model": name, "candidate": registry.version_summary(cand_mv), "dry_run": dry_run,
-            "champion": registry.version_summary(champ_mv) if champ_mv else None}
     frame = read_eval(eval_csvs, images)
-    if champ_mv is not None and str(champ_mv.version) == candidate:
-        log.info("%s version %s is already the champion", name, candidate)
-        return PromotionResult(ALREADY, base | {"decision": ALREADY})
     files = [str(p) for p in ([eval_csvs] if isinstance(eval_csvs, (str, os.PathLike)) else eval_csvs)]
     keep = Path(out) if out is not None else None
-    with tempfile.TemporaryDirectory(prefix="ctxsim-promote-") as tmp:
+    lock = contextlib.nullcontext() if dry_run else registry.promotion_lock(name)
+    with lock, tempfile.TemporaryDirectory(prefix="ctxsim-promote-") as tmp:
         work = keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        scored = score_version(name, candidate, eval_csvs, images, work / "candidate_scored.csv", device)
-        if scored.height != frame.height:
-            raise RuntimeError(f"the candidate scored {scored.height} of the {frame.height} eval rows")
-        labelled = frame["label"].is_not_null().to_numpy()
-        label = frame["label"].to_numpy()[labelled]
-        declared = frame["context"].to_numpy()[labelled] if "context" in frame.columns else np.full(labelled.sum(), None)
-        routed = scored["context"].to_numpy()[labelled]
-        contexts = np.where(np.asarray([d is None for d in declared]), routed, declared)
-        cand_ok = scored["pred"].to_numpy()[labelled] == label
-        thresholds = dict(alpha=alpha, tolerance=tolerance, epsilon=epsilon)
-        if champ_mv is None:
-            gate = first_champion(cand_ok, contexts, **thresholds)
-        else:
-            champ = score_version(name, str(champ_mv.version), eval_csvs, images, work / "champion_scored.csv", device)
-            if champ.height != frame.height:
-                raise RuntimeError(f"the champion scored {champ.height} of the {frame.height} eval rows")
-            gate = evaluate_gate(cand_ok, champ["pred"].to_numpy()[labelled] == label, contexts, **thresholds)
-        decision = (FIRST if not gate.compared else PROMOTED) if gate.promote else REFUSED
-        record = base | {"decision": decision, "gate": gate.as_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         "eval": {"files": files, "digest": eval_digest(eval_csvs), "rows": frame.height,
-                                  "labelled": int(labelled.sum()), "images": None if images is None else str(images)}}
-        (work / "promotion.json").write_text(json.dumps(record, indent=1, default=str))
-        (work / "promotion.md").write_text(render_markdown(record))
-        if report:
-            _candidate_report(work, name, candidate, frame, scored)
-        log.info("%s version %s: %s (%s)", name, candidate, decision, "; ".join(gate.reasons))
-        if not dry_run:
-            _record(name, candidate, champ_mv, record, gate, work, eval_csvs)
-        return PromotionResult(decision, record, keep)
+        scored = None
+        for _attempt in range(MAX_ATTEMPTS):
+            champ_mv = registry.champion(name)
+            base = {"model": name, "candidate": registry.version_summary(cand_mv), "dry_run": dry_run,
+                    "champion": registry.version_summary(champ_mv) if champ_mv else None}
+            if champ_mv is not None and str(champ_mv.version) == candidate:
+                log.info("%s version %s is already the champion", name, candidate)
+                return PromotionResult(ALREADY, base | {"decision": ALREADY})
+            if scored is None:
+                scored = score_version(name, candidate, eval_csvs, images, work / "candidate_scored.csv", device)
+                if scored.height != frame.height:
+                    raise RuntimeError(f"the candidate scored {scored.height} of the {frame.height} eval rows")
+                labelled = frame["label"].is_not_null().to_numpy()
+                label = frame["label"].to_numpy()[labelled]
+                declared = frame["context"].to_numpy()[labelled] if "context" in frame.columns else np.full(labelled.sum(), None)
+                routed = scored["context"].to_numpy()[labelled]
+                contexts = np.where(np.asarray([d is None for d in declared]), routed, declared)
+                cand_ok = scored["pred"].to_numpy()[labelled] == label
+            thresholds = dict(alpha=alpha, tolerance=tolerance, epsilon=epsilon)
+            if champ_mv is None:
+                (work / "champion_scored.csv").unlink(missing_ok=True)
+                gate = first_champion(cand_ok, contexts, **thresholds)
+            else:
+                champ = score_version(name, str(champ_mv.version), eval_csvs, images, work / "champion_scored.csv", device)
+                if champ.height != frame.height:
+                    raise RuntimeError(f"the champion scored {champ.height} of the {frame.height} eval rows")
+                gate = evaluate_gate(cand_ok, champ["pred"].to_numpy()[labelled] == label, contexts, **thresholds)
+            decision = (FIRST if not gate.compared else PROMOTED) if gate.promote else REFUSED
+            record = base | {"decision": decision, "gate": gate.as_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "eval": {"files": files, "digest": eval_digest(eval_csvs), "rows": frame.height,
+                                      "labelled": int(labelled.sum()), "images": None if images is None else str(images)}}
+            (work / "promotion.json").write_text(json.dumps(record, indent=1, default=str))
+            (work / "promotion.md").write_text(render_markdown(record))
+            if report:
+                _candidate_report(work, name, candidate, frame, scored)
+            log.info("%s version %s: %s (%s)", name, candidate, decision, "; ".join(gate.reasons))
+            if dry_run:
+                return PromotionResult(decision, record, keep)
+            if _champion_moved(name, champ_mv):
+                log.warning("the champion of %s moved during the comparison: comparing again", name)
+                continue
+            if _record(name, candidate, champ_mv, record, gate, work, eval_csvs):
+                return PromotionResult(decision, record, keep)
+            log.warning("the champion of %s moved while the decision was recorded: comparing again", name)
+        raise RuntimeError(f"the champion of {name} kept moving during {MAX_ATTEMPTS} comparisons: run promote again")
+
+
+def _champion_moved(name: str, champ_mv) -> bool:
+    now = registry.champion(name)
+    return (now and str(now.version)) != (champ_mv and str(champ_mv.version))
 
 
 def _candidate_report(work: Path, name: str, version: str, frame, scored) -> None:
@@ -212,11 +236,9 @@ def _candidate_report(work: Path, name: str, version: str, frame, scored) -> Non
         log.warning("the candidate's report could not be built: %s", err)
 
 
-def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecision, work: Path, eval_csvs) -> None:
-    now, before = registry.champion(name), champ_mv
-    if (now and str(now.version)) != (before and str(before.version)):  # another promotion ran meanwhile
-        raise RuntimeError(f"the champion of {name} moved to version {now.version if now else 'none'} during the comparison: "
-                           "run promote again")
+def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecision, work: Path, eval_csvs) -> bool:
+    """Record the decision; if it promotes, move the alias unless the champion changed since the gate ran.
+    False: it changed (nothing moved; the caller compares again against the new champion)."""
     o = gate.overall
     tags = {"decision": record["decision"], "reasons": "; ".join(gate.reasons), "time": record["created"],
             "champion_version": str(champ_mv.version) if champ_mv else "none",
@@ -236,10 +258,11 @@ def _record(name: str, candidate: str, champ_mv, record: dict, gate: GateDecisio
     run_id = registry.record_promotion(name, candidate, tags, metrics, artifacts, eval_csvs)
     log.info("recorded the decision on %s version %s (promotion run %s)", name, candidate, run_id)
     if not gate.promote:
-        return
-    registry.set_champion(name, candidate)
-    if champ_mv is not None:
-        client().set_model_version_tag(name, str(champ_mv.version), "promotion.superseded_by", candidate)
+        return True
+    if _champion_moved(name, champ_mv):  # compare-and-set: the alias moves only from the version just gated against
+        return False
+    registry.mark_champion(name, candidate, champ_mv.version if champ_mv is not None else None)
+    return True
 
 
 # -- the command -------------------------------------------------------------------------------------------

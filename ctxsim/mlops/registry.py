@@ -16,7 +16,12 @@ the functions.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from ctxsim.compare.model_uri import (
@@ -36,6 +41,8 @@ CHAMPION = "champion"
 ACCURACY_TAG = "oof_accuracy"
 #: Tag prefix of what ``ctxsim promote`` decided about a version.
 PROMOTION_TAG = "promotion"
+#: Tag on a former champion: the version that replaced it (removed again if it becomes the champion once more).
+SUPERSEDED_TAG = f"{PROMOTION_TAG}.superseded_by"
 
 
 def champion(name: str):
@@ -53,6 +60,45 @@ def champion(name: str):
 def set_champion(name: str, version: str | int) -> None:
     client().set_registered_model_alias(name, CHAMPION, str(version))
     log.info("%s: alias %s -> version %s", name, CHAMPION, version)
+
+
+def lock_path(name: str) -> Path:
+    """The lock file of promotions of ``name`` in the current tracking store: beside a local SQLite database
+    (``<db folder>/.ctxsim-locks/``), else under the model cache (``$CTXSIM_MODEL_CACHE``, default
+    ``<tmp>/ctxsim-models``), keyed by the store's URI and the model name."""
+    uri = use_tracking_store()
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve().parent / ".ctxsim-locks"
+    else:
+        folder = Path(os.environ.get("CTXSIM_MODEL_CACHE") or Path(tempfile.gettempdir()) / "ctxsim-models") / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{uri}\0{name}".encode()).hexdigest()[:24]
+    return folder / f"promote-{safe_name(name).replace('/', '_')[:80]}-{key}.lock"
+
+
+@contextlib.contextmanager
+def promotion_lock(name: str):
+    """Hold the exclusive promotion lock of ``name`` (``fcntl.flock``; released when the block ends or the
+    process dies): one ``ctxsim promote`` of a model at a time on this machine and store."""
+    path = lock_path(name)
+    with open(path, "a+") as f:
+        log.debug("waiting for the promotion lock %s", path)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def mark_champion(name: str, version: str | int, previous: str | int | None) -> None:
+    """Move the alias to ``version``, drop its stale ``superseded_by`` tag, and tag ``previous`` as superseded."""
+    set_champion(name, version)
+    c = client()
+    mv = c.get_model_version(name, str(version))
+    if SUPERSEDED_TAG in (mv.tags or {}):
+        c.delete_model_version_tag(name, str(version), SUPERSEDED_TAG)
+    if previous is not None and str(previous) != str(version):
+        c.set_model_version_tag(name, str(previous), SUPERSEDED_TAG, str(version))
 
 
 def accuracy_tags(metrics: dict, system: str = "ensemble") -> dict[str, str]:

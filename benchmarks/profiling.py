@@ -1,4 +1,4 @@
-"""Profile of ``compare``'s hot paths (``python -m benchmarks.profile [--py-spy]``).
+"""Profile of ``compare``'s hot paths (``python -m benchmarks.profiling [--py-spy]``).
 
 * Cold path (images not yet embedded): decoding, preprocessing and the backbone's forward pass over the
   image pool, each timed alone, then ``embed_images`` with and without decoding the next batch while the
@@ -88,12 +88,12 @@ def main(argv=None) -> dict:
     images, _ = pool(args.work)
     cold = cold_path(images, args.repeat)
     table(cold, ["step", "seconds", "images_per_s"], title=f"Cold path: embedding {len(images)} images (best of {args.repeat})")
-    result = {"benchmark": "profile", "machine": machine(), "images": len(images), "cold_path": cold}
+    result = {"benchmark": "profiling", "machine": machine(), "images": len(images), "cold_path": cold}
     if args.py_spy:
         hot = py_spy(args.work, trained_run(args.work, 8), rows_csv(args.work, 1_000_000, images))
         table(hot, ["function", "share"], title="Warm compare of 1M rows (8 members): share of py-spy samples, inclusive")
         result["warm_compare_py_spy"] = hot
-    save("profile", result)
+    save("profiling", result)
     return result
 
 
