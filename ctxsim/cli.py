@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ctxsim import __version__
 from ctxsim.console import print_problems, setup_logging
-from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError
+from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError, ModelNotFoundError
 from ctxsim.labeling.cli import add_label_commands
 from ctxsim.mlops.promotion_cli import add_promote_command
 from ctxsim.reports.cli import add_report_command
@@ -114,8 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID_INPUT
+    except ModelNotFoundError as err:  # a model that is not there is bad input, like a bad CSV
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
     except (FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # full disk, I/O error...: one line naming the file; outputs are atomic
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 

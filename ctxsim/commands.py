@@ -15,7 +15,8 @@ from ctxsim.data.importers import import_dataset
 from ctxsim.data.splits import split_files
 from ctxsim.data.triplets import validate
 from ctxsim.demo import run_demo
-from ctxsim.errors import EXIT_INVALID_INPUT
+from ctxsim.atomic import write_problem
+from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
 from ctxsim.mlops.tracking import log_training
 from ctxsim.reports.report import REPORT_FILES, build_report
 from ctxsim.reports.scored import read_scored
@@ -23,6 +24,14 @@ from ctxsim.schema import OVERALL
 from ctxsim.train.pipeline import train_run
 
 log = logging.getLogger("ctxsim")
+
+
+def check_outputs(*targets: tuple[str | None, bool]) -> None:
+    """Refuse, before any work, outputs that cannot be written: (path, is a folder) pairs, None skipped."""
+    problems = [Problem(str(path), reason) for path, folder in targets
+                if path is not None and (reason := write_problem(path, folder=folder)) is not None]
+    if problems:
+        raise InputError(problems)
 
 
 def data_import(args) -> int:
@@ -45,6 +54,7 @@ def data_split(args) -> int:
 
 
 def compare(args) -> int:
+    check_outputs((args.out, False), (args.report, True))
     if args.ray is not None:
         if args.resume:
             print("error: --resume is for single-machine runs (leave out --ray)", file=sys.stderr)
@@ -79,6 +89,7 @@ def train(args) -> int:
     if args.register and args.no_track:
         print("error: --register needs tracking (leave out --no-track)", file=sys.stderr)
         return EXIT_INVALID_INPUT
+    check_outputs((args.out, True))
     metrics = train_run(args.triplets, args.out, args.images, cfg, device=args.device, ray=args.ray)
     rows = [{"model": name, **row} for name, summary in metrics["accuracy"].items() for row in summary if row["context"] == OVERALL]
     print_table(rows, ["model", "labelled", "accuracy", "ci_low", "ci_high", "majority_accuracy", "vote_agreement"],

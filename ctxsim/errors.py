@@ -34,6 +34,10 @@ class InputError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems[:20]))
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """A model (run folder, registered name, version or alias) that is not there: refused like bad input."""
+
+
 class ImageError(Exception):
     """An image file that is missing, unreadable or corrupt."""
 

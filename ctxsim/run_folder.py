@@ -153,7 +153,26 @@ class RunFolder:
         return Contexts.load(self.contexts_dir)
 
     def load_members(self, backbone: str, *, pretrained: bool = True) -> MemberSet:
-        return MemberSet(self.members_dir, backbone, pretrained=pretrained)
+        from safetensors import SafetensorError
+
+        try:
+            return MemberSet(self.members_dir, backbone, pretrained=pretrained)
+        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as err:
+            raise InputError(self._unreadable_weights() or [Problem(str(self.members_dir), f"members cannot be loaded ({err})")]) from None
+
+    def _unreadable_weights(self) -> list[Problem]:
+        """The members' weight files that safetensors cannot open, one problem each."""
+        from safetensors import safe_open
+
+        problems = []
+        for path in sorted(self.members_dir.glob("*.safetensors")):
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():
+                        f.get_slice(key)
+            except Exception as err:  # noqa: BLE001 - whatever the reader says, the file is unusable
+                problems.append(Problem(str(path), f"not a readable safetensors file ({err})"))
+        return problems
 
     def load_ensemble(self) -> Ensemble:
         return Ensemble.load(self.ensemble_dir)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ctxsim.compare.comparator import Comparator, ZeroShotComparator
 from ctxsim.compare.trained import RunComparator
+from ctxsim.errors import ModelNotFoundError
 from ctxsim.run_folder import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ MODEL_CACHE_ENV = "CTXSIM_MODEL_CACHE"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w\-]+)|/(?P<version>[^/]+))?/?$")
 
 
-class RegistryError(FileNotFoundError):
+class RegistryError(ModelNotFoundError):
     """A model name, version or alias that the registry does not have (like a missing run folder;
     ``ctxsim promote`` exits with 2 for it)."""
 
@@ -203,4 +204,4 @@ def load_comparator(model: str, **kw) -> Comparator:
     path = Path(model)
     if path.is_dir():
         return RunComparator(path, **kw)
-    raise FileNotFoundError(f"model {model!r}: expected backbone:NAME, a run folder or models:/NAME@ALIAS")
+    raise ModelNotFoundError(f"model {model!r}: no such run folder; expected backbone:NAME, a run folder or models:/NAME@ALIAS")

@@ -124,7 +124,10 @@ def validate(
             continue  # a missing column makes row checks meaningless
         try:
             # every column is parsed, so a row with more fields than the header fails here, not later
-            report.n_rows += lf.select(pl.len(), *(pl.col(c).null_count() for c in header)).collect(engine="streaming").item(0, 0)
+            file_rows = lf.select(pl.len(), *(pl.col(c).null_count() for c in header)).collect(engine="streaming").item(0, 0)
+            report.n_rows += file_rows
+            if require_label and file_rows == 0:
+                report.problems.append(Problem(str(tf.path), "no rows: labelled triplets are required, and the file has only a header"))
             report.problems += _check_rows(tf, lf, names)
             if check_images:
                 _collect_image_rows(tf, lf, image_rows)

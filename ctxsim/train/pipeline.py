@@ -19,6 +19,7 @@ from ctxsim.contexts.membership import Contexts, fit_contexts
 from ctxsim.data.triplets import public_columns, read_triplets
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.embedding.distances import l2_normalize, margins
+from ctxsim.errors import InputError, Problem
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.members.backbones import create_backbone
@@ -93,6 +94,8 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     cfg = cfg or TrainConfig()
     out = Path(out)
     df = read_triplets(csvs, images, require_label=True)
+    if df.height == 0:
+        raise InputError([Problem(str(c), "no rows: nothing to train on") for c in ([csvs] if isinstance(csvs, (str, Path)) else csvs)])
     paths, idx = image_table(df)
     y, weight = labels(df)
     triplets = Triplets(idx["ref"], idx["a"], idx["b"], y, weight)

@@ -121,6 +121,6 @@ def test_compare_cli_on_the_champion(registered, tmp_path, capsys):
     scored = pl.read_csv(out)
     assert scored.height == pl.read_csv(registered["data"]["eval"]).height
     assert scored["correct"].mean() > 0.9
-    assert main(["compare", f"models:/{NAME}@nobody", str(registered["data"]["eval"]), "--out", str(tmp_path / "x.csv")]) == 1
+    assert main(["compare", f"models:/{NAME}@nobody", str(registered["data"]["eval"]), "--out", str(tmp_path / "x.csv")]) == 2
     assert "no alias 'nobody'" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
