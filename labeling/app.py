@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ctxsim.labeling.guard import UNKNOWN_TOKEN_MESSAGE, RequestGuard
 from ctxsim.labeling.image_root import ImageRoot
-from ctxsim.labeling.queue import (
+from ctxsim.labeling.vote_queue import (
     Item,
     Progress,
     Queue,

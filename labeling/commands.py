@@ -11,7 +11,7 @@ from ctxsim.errors import EXIT_INVALID_INPUT
 from ctxsim.labeling.app import create_app
 from ctxsim.labeling.export import QualityRule, export_votes
 from ctxsim.labeling.plan import make_plan, write_plan
-from ctxsim.labeling.queue import QueueSettings
+from ctxsim.labeling.vote_queue import QueueSettings
 from ctxsim.labeling.session import DEFAULT_ANNOTATORS, read_tokens
 
 log = logging.getLogger("ctxsim.labeling")

@@ -26,7 +26,7 @@ import polars as pl
 
 from ctxsim.atomic import atomic_path
 from ctxsim.data.triplets import write_triplets
-from ctxsim.labeling.queue import unit_hash
+from ctxsim.labeling.vote_queue import unit_hash
 from ctxsim.labeling.store import VoteStore
 
 log = logging.getLogger(__name__)

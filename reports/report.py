@@ -22,7 +22,7 @@ from ctxsim.reports import plots
 from ctxsim.reports.accuracy import context_counts, model_accuracy
 from ctxsim.reports.calibration import DEFAULT_BINS, calibration
 from ctxsim.reports.gallery import DEFAULT_GALLERY_SIZE, Thumbnailer, gallery
-from ctxsim.reports.html import render_html
+from ctxsim.reports.html_page import render_html
 from ctxsim.reports.markdown import render_markdown
 from ctxsim.reports.scored import BASELINE, MEMBER, prepare, source_of
 

@@ -15,7 +15,6 @@ from ctxsim.cli import main
 from ctxsim.config import load_config
 from ctxsim.run_folder import RunFolder
 from ctxsim.train.pipeline import train_run
-from tests.conftest import write_csv
 from tests.synthetic import write_training_set, write_unseen_set
 
 TINY = ["backbone=test_tiny", "folds=2", "member.epochs=1", "contexts.min_triplets=10"]

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ctxsim.labeling.app import MAX_BODY_BYTES, SECURITY_HEADERS, create_app
-from ctxsim.labeling.queue import QueueSettings
+from ctxsim.labeling.vote_queue import QueueSettings
 
 from ..labeling.helpers import TOKENS, make_image_tree, write_plan_csv
 

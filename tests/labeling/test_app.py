@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from ctxsim.errors import InputError
 from ctxsim.labeling.app import MAX_BODY_BYTES, create_app
-from ctxsim.labeling.queue import QueueSettings, is_control
+from ctxsim.labeling.vote_queue import QueueSettings, is_control
 
 from .helpers import TOKENS, write_plan_csv
 

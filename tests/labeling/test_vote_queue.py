@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ctxsim.labeling.queue import Queue, QueueSettings, answer_for, is_control, is_swapped, unit_hash
+from ctxsim.labeling.vote_queue import Queue, QueueSettings, answer_for, is_control, is_swapped, unit_hash
 from ctxsim.labeling.store import StoredTriplet, Vote, VoteStore
 
 _vote_ids = itertools.count()
