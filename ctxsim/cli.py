@@ -120,10 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except OSError as err:  # full disk, I/O error...: one line naming the file; outputs are atomic
+    except OSError as err:  # full disk, read-only place...: one line naming the file; outputs are atomic
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
-        return 1
+        return EXIT_INVALID_INPUT
 
 
 if __name__ == "__main__":

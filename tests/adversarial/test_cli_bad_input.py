@@ -112,8 +112,8 @@ CASES = [
     ("compare-missing-run-folder", no_setup, ["compare", "{tmp}/no_such_run", "{unseen}", "--out", "{out}"], 2, "{tmp}/no_such_run"),
     ("compare-unknown-registered-model", no_setup, ["compare", "models:/no_such_model@champion", "{unseen}", "--out", "{out}"], 2, "no_such_model"),
     ("compare-empty-triplets-missing", no_setup, ["compare", "{run}", "{tmp}/none.csv", "--out", "{out}"], 2, "{tmp}/none.csv"),
-    ("train-disk-full", disk_full("RunFolder.write_metrics", None), [*TRAIN, "--triplets", "{csv}", "--out", "{out}"], 1, "{out}"),
-    ("compare-disk-full", disk_full("DataFrame.write_csv", None), ["compare", "{run}", "{unseen}", "--out", "{out}"], 1, "{out}"),
+    ("train-disk-full", disk_full("RunFolder.write_metrics", None), [*TRAIN, "--triplets", "{csv}", "--out", "{out}"], 2, "{out}"),
+    ("compare-disk-full", disk_full("DataFrame.write_csv", None), ["compare", "{run}", "{unseen}", "--out", "{out}"], 2, "{out}"),
 ]
 
 
