@@ -7,7 +7,7 @@ import multiprocessing as mp
 import threading
 
 from ctxsim.mlops import registry
-from tests.ctxsim.test_promotion import NAME, champion_version, registry_store, version_tags  # noqa: F401 (fixture)
+from tests.mlops.test_promotion import NAME, champion_version, registry_store, version_tags  # noqa: F401 (fixture)
 
 #: Seconds a racer waits at the recording step for the other one (before the fix both got there at once).
 RENDEZVOUS_S = 8

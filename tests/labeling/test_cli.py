@@ -5,7 +5,8 @@ import pytest
 
 from ctxsim.cli import main
 from ctxsim.errors import InputError
-from ctxsim.labeling import cli, export, plan, queue
+from ctxsim.labeling import cli, export, plan
+from ctxsim.labeling import vote_queue
 from ctxsim.labeling.session import read_tokens
 
 from .helpers import write_plan_csv
@@ -28,7 +29,7 @@ def test_help_lists_the_label_commands(capsys):
 
 def test_cli_defaults_are_the_librarys():
     assert cli.STRATEGIES == plan.STRATEGIES and cli.DEFAULT_POOL_FACTOR == plan.DEFAULT_POOL_FACTOR
-    assert (cli.DEFAULT_CONTROL_RATE, cli.DEFAULT_CONTROL_GAP) == (queue.DEFAULT_CONTROL_RATE, queue.DEFAULT_CONTROL_GAP)
+    assert (cli.DEFAULT_CONTROL_RATE, cli.DEFAULT_CONTROL_GAP) == (vote_queue.DEFAULT_CONTROL_RATE, vote_queue.DEFAULT_CONTROL_GAP)
     assert (cli.DEFAULT_MIN_AGREEMENT, cli.DEFAULT_MIN_CONSISTENCY, cli.DEFAULT_MIN_CHECKS) == (
         export.DEFAULT_MIN_AGREEMENT, export.DEFAULT_MIN_CONSISTENCY, export.DEFAULT_MIN_CHECKS)
 
