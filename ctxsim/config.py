@@ -21,10 +21,16 @@ from ctxsim.contexts.config import ContextConfig
 from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.members.config import MemberConfig
 
+#: Extra views of a default run: the middle layer of the backbone and EfficientNet-Lite1 (what the
+#: accuracy benchmark, benchmarks/accuracy.py, showed to help on new images).
+DEFAULT_VIEWS = ("mid", "efficientnet_lite1")
+
 
 @dataclass
 class TrainConfig:
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "efficientnet_lite0"  # the primary view: contexts, the zero-shot baseline and LoRA members
+    # More views, each with members of its own (members/views.py): "mid" is the backbone's middle layer.
+    views: list[str] = field(default_factory=lambda: list(DEFAULT_VIEWS))
     seed: int = 0
     folds: int = 5  # image folds: out-of-fold margins and image-grouped validation of the combiner
     contexts: ContextConfig = field(default_factory=ContextConfig)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ctxsim.members.views import LAST, MID, View
+
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _SOURCES: dict[str, Callable[..., Backbone]] = {}
 
@@ -267,6 +269,51 @@ def _efficientnet_lite_state_dict(variant: int, model: nn.Module) -> dict[str, t
             raise BackboneUnavailable(f"{name} weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
         mapped[dst_key] = tensor
     return {**model.state_dict(), **mapped}
+
+
+class _MiddleLayer(nn.Module):
+    """Average-pooled features of a CNN's second-to-last feature stage (timm's ``forward_intermediates``):
+    a middle layer's view of the image, as LPIPS and DreamSim compare several layers."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not hasattr(model, "forward_intermediates") or len(getattr(model, "feature_info", [])) < 2:
+            raise BackboneUnavailable(f"{type(model).__name__} has no intermediate feature stages for a {MID} view")
+        self.model, self.index = model, len(model.feature_info) - 2
+        self.dim = model.feature_info[self.index]["num_chs"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (features,) = self.model.forward_intermediates(x, indices=[self.index], intermediates_only=True)
+        return features.mean(dim=(2, 3))
+
+
+class _FlipAveraged(nn.Module):
+    """Features of the image and its mirror image, averaged: a view that ignores left and right."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model(x) + self.model(x.flip(-1))) / 2
+
+
+def create_view(view: View, pretrained: bool = True) -> Backbone:
+    """The feature extractor of a :class:`~ctxsim.members.views.View`: the backbone itself for its last
+    layer, else a wrapper; cached embeddings are keyed by the view (its ``cache_key`` names it)."""
+    base = create_backbone(view.backbone, pretrained=pretrained)
+    if view.layer == LAST and not view.flip:
+        return base
+    model, dim = base.model, base.feature_dim
+    if view.layer == MID:
+        model = _MiddleLayer(model)
+        dim = model.dim
+    if view.flip:
+        model = _FlipAveraged(model)
+    weights = base.cache_key.partition("@")[2]
+    backbone = Backbone(view.spec, model, base.preprocess, dim, weights)
+    backbone.lora_targets = base.lora_targets
+    return backbone
 
 
 @register_backbone("dinov2_vits14")

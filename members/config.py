@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from ctxsim.schema import HEAD_KIND
 
+GLOBAL_INIT, ZEROSHOT_INIT = "global", "zeroshot"
+
 
 @dataclass
 class MemberConfig:
@@ -27,3 +29,8 @@ class MemberConfig:
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_targets: list[str] = field(default_factory=list)  # empty: the backbone's default (Backbone.lora_targets)
+    # A context member starts from the global member of its view (fitted on the same folds) and is
+    # pulled toward it (pull x squared distance of the weights), so a sparse context gains without
+    # forgetting what the global member knows. "zeroshot": start from an untrained head instead.
+    context_init: str = GLOBAL_INIT
+    pull: float = 1.0

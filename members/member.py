@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,12 @@ import torch.nn.functional as F
 
 from ctxsim.embedding.cache import embed_images
 from ctxsim.embedding.distances import l2_normalize
-from ctxsim.members.backbones import Backbone, create_backbone
+from ctxsim.members.backbones import Backbone, create_backbone, create_view
 from ctxsim.members.config import MemberConfig
 from ctxsim.members.heads import ResidualHead, StackedHeads
 from ctxsim.members.training import Triplets, fit, split_by_images
-from ctxsim.schema import HEAD_KIND, LORA_KIND, ZEROSHOT
+from ctxsim.members.views import View
+from ctxsim.schema import HEAD_KIND, LORA_KIND
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class MemberSpec:
     lora_rank: int | None = None
     lora_alpha: int | None = None
     lora_targets: list[str] | None = None
+    view: str | None = None  # View.spec of what the member sees; None: the run's backbone, last layer
 
 
 def _split(triplets: Triplets, cfg: MemberConfig, seed: int) -> tuple[Triplets, Triplets]:
@@ -52,12 +54,23 @@ def _split(triplets: Triplets, cfg: MemberConfig, seed: int) -> tuple[Triplets, 
 
 
 def train_head(features: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0, desc: str = "head",
-               progress: bool = True) -> tuple[ResidualHead, dict]:
-    """A residual MLP head on frozen features (rows of ``features`` are the image table)."""
+               progress: bool = True, init: dict[str, torch.Tensor] | None = None) -> tuple[ResidualHead, dict]:
+    """A residual MLP head on frozen features (rows of ``features`` are the image table).
+
+    ``init``: start from these weights (a global member's) and pull toward them with ``cfg.pull``."""
     torch.manual_seed(seed)
     head = ResidualHead(features.shape[1], cfg.hidden)
+    penalty = None
+    if init is not None:
+        head.load_state_dict(init)
+        anchor = [p.detach().clone() for p in head.parameters()]
+
+        def penalty():
+            return cfg.pull * sum(((p - a) ** 2).sum() for p, a in zip(head.parameters(), anchor))
+
     train, val = _split(triplets, cfg, seed)
-    history = fit(head, lambda idx: head(features[idx]), train, val, cfg, seed=seed, desc=desc, progress=progress)
+    history = fit(head, lambda idx: head(features[idx]), train, val, cfg, seed=seed, desc=desc, progress=progress,
+                  penalty=penalty)
     return head, history
 
 
@@ -117,31 +130,43 @@ class MemberSet:
         from safetensors.torch import load_file
 
         self.specs = [MemberSpec(**d) for d in json.loads((folder / SPECS_FILE).read_text())]
-        self.backbone = create_backbone(backbone_name, pretrained=pretrained)
-        heads, self.lora_backbones = [], {}
-        self.head_names = []
+        primary = View(backbone_name).spec
+        self.views: dict[str, _ViewMembers] = {}  # view spec -> its backbone, zero-shot and head members
+        self.lora_backbones = {}
         for spec in self.specs:
-            path = _weights_file(folder, spec.name)
+            view = spec.view or primary
+            if spec.kind == LORA_KIND:
+                self.lora_backbones[spec.name] = _merged_lora_backbone(backbone_name, spec, _weights_file(folder, spec.name), pretrained)
+                continue
+            if view not in self.views:
+                self.views[view] = _ViewMembers(create_view(View.parse(view), pretrained=pretrained))
+            members = self.views[view]
             if spec.kind == HEAD_KIND:
-                head = ResidualHead(self.backbone.feature_dim, spec.hidden)
-                head.load_state_dict(load_file(str(path)))
-                heads.append(head)
-                self.head_names.append(spec.name)
-            elif spec.kind == LORA_KIND:
-                self.lora_backbones[spec.name] = _merged_lora_backbone(backbone_name, spec, path, pretrained)
-        self.stacked = StackedHeads(heads).eval() if heads else None
+                head = ResidualHead(members.backbone.feature_dim, spec.hidden)
+                head.load_state_dict(load_file(str(_weights_file(folder, spec.name))))
+                members.heads.append(head)
+                members.head_names.append(spec.name)
+            else:
+                members.zeroshot_names.append(spec.name)
+        for members in self.views.values():
+            members.stacked = StackedHeads(members.heads).eval() if members.heads else None
+        self.backbone = self.views[primary].backbone if primary in self.views else create_backbone(backbone_name, pretrained=pretrained)
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
 
     def embed(self, paths: list[str], cache, *, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
-        feats = embed_images(paths, self.backbone, cache, device=device, progress=progress)
-        out = {ZEROSHOT: l2_normalize(feats)}
-        if self.stacked is not None:
-            with torch.inference_mode():
-                stacked = self.stacked.to(device)(torch.as_tensor(feats, device=device)).cpu().numpy()
-            out.update(zip(self.head_names, stacked))
+        """Every member's normalised embedding of ``paths``: one backbone pass per view, then its heads
+        as one batched product."""
+        out = {}
+        for members in self.views.values():
+            feats = embed_images(paths, members.backbone, cache, device=device, progress=progress)
+            out.update({name: l2_normalize(feats) for name in members.zeroshot_names})
+            if members.stacked is not None:
+                with torch.inference_mode():
+                    stacked = members.stacked.to(device)(torch.as_tensor(feats, device=device)).cpu().numpy()
+                out.update(zip(members.head_names, stacked))
         out.update(self._embed_lora(paths, cache, device, progress))
         return {s.name: out[s.name] for s in self.specs}
 
@@ -157,6 +182,17 @@ class MemberSet:
                 results[name] = embed_images(paths, backbone, cache, device=device, progress=progress)
         torch.cuda.synchronize()
         return {n: l2_normalize(v) for n, v in results.items()}
+
+
+@dataclass
+class _ViewMembers:
+    """The members of one view: its backbone, its zero-shot members and its heads (stacked)."""
+
+    backbone: Backbone
+    zeroshot_names: list[str] = field(default_factory=list)
+    heads: list[ResidualHead] = field(default_factory=list)
+    head_names: list[str] = field(default_factory=list)
+    stacked: StackedHeads | None = None
 
 
 def _merged_lora_backbone(backbone_name: str, spec: MemberSpec, path: Path, pretrained: bool) -> Backbone:

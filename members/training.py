@@ -83,6 +83,7 @@ def fit(
     seed: int = 0,
     desc: str = "member",
     progress: bool = True,
+    penalty: Callable[[], torch.Tensor] | None = None,
 ) -> dict:
     """Train ``module``'s parameters so that ``embed(image indices)`` orders triplets like people do.
 
@@ -121,6 +122,8 @@ def fit(
                 break
             delta = _margins(embed, train, idx)
             loss = loss_fn(delta, y[idx], margin=cfg.margin, weight=None if w is None else w[idx])
+            if penalty is not None:  # e.g. a context member's pull toward its global member
+                loss = loss + penalty()
             opt.zero_grad()
             loss.backward()
             opt.step()

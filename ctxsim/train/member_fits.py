@@ -23,11 +23,12 @@ from ctxsim.schema import HEAD_KIND
 class MemberTrainer:
     """Trains a member of either kind on a subset of triplets: its weights, image-table embeddings and history."""
 
-    def __init__(self, cfg: TrainConfig, features: np.ndarray, paths: list[str], device: str, progress: bool):
+    def __init__(self, cfg: TrainConfig, features: dict[str, np.ndarray], paths: list[str], device: str, progress: bool):
+        """``features``: each view's (spec -> image table features)."""
         import torch
 
         self.cfg, self.device, self.progress = cfg, device, progress
-        self.features = torch.as_tensor(features)
+        self.features = {view: torch.as_tensor(f) for view, f in features.items()}
         self.paths = paths
         self._pixels = None
 
@@ -37,14 +38,16 @@ class MemberTrainer:
             self._pixels = preprocess_images(self.paths, create_backbone(self.cfg.backbone, pretrained=False).preprocess)
         return self._pixels
 
-    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str) -> tuple[dict, np.ndarray, dict]:
+    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str, init: dict | None = None) -> tuple[dict, np.ndarray, dict]:
+        """(weights, the image table's embeddings, history); ``init``: a head's starting weights."""
         import torch
 
         mcfg = self.cfg.member
         if spec.kind == HEAD_KIND:
-            head, history = train_head(self.features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress)
+            features = self.features[spec.view]
+            head, history = train_head(features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress, init=init)
             with torch.no_grad():
-                emb = head(self.features).numpy()
+                emb = head(features).numpy()
             return head_state(head), emb, history
         model, history = train_lora(self.cfg.backbone, self.pixels(), triplets, mcfg, seed=seed, desc=desc,
                                     progress=self.progress, device=self.device)
@@ -62,6 +65,7 @@ class FitJob:
     fold: int | None
     triplets: Triplets
     seed: int
+    init: dict | None = None  # starting weights (a context head: its view's global head of the same fold)
 
     @property
     def desc(self) -> str:

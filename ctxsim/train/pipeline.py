@@ -23,7 +23,10 @@ from ctxsim.errors import InputError, Problem
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.members.backbones import create_backbone
+from ctxsim.members.backbones import create_view
+from ctxsim.members.config import GLOBAL_INIT
 from ctxsim.members.member import MemberSpec
+from ctxsim.members.views import View, member_name
 from ctxsim.members.training import Triplets
 from ctxsim.metrics import AccuracyTally
 from ctxsim.reports.report import build_report
@@ -102,32 +105,43 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     log.info("training on %d triplets over %d images (%d tied votes left out)", len(y), len(paths), int((weight == 0).sum()))
 
     cache = cache if cache is not None else EmbeddingCache(default_cache_dir())
+    views = run_views(cfg)
     backbone = create_backbone(cfg.backbone, pretrained=True)
-    features = embed_images(paths, backbone, cache, device=device, progress=progress)
-    zeroshot = l2_normalize(features)
+    features = {views[0].spec: embed_images(paths, backbone, cache, device=device, progress=progress)}
+    for view in views[1:]:  # one backbone pass per view; every member of a view shares it
+        features[view.spec] = embed_images(paths, create_view(view), cache, device=device, progress=progress)
+    zeroshot = l2_normalize(features[views[0].spec])
 
     contexts, membership = _fit_contexts(df, idx["ref"], zeroshot, cfg)
     row_context = np.asarray(contexts.names, dtype=object)[membership.argmax(axis=1)]
-    specs = _member_specs(cfg, contexts, row_context, backbone.lora_targets)
+    specs = _member_specs(cfg, views, contexts, row_context, backbone.lora_targets)
     log.info("contexts (%s): %s; members: %s", contexts.kind, ", ".join(contexts.names), ", ".join(s.name for s in specs))
 
     image_fold = image_folds(len(paths), cfg.folds, cfg.seed)
     row_fold = image_fold[idx["ref"]]
-    oof = {ZEROSHOT: margins(zeroshot, idx["ref"], idx["a"], idx["b"])}
+    oof = {s.name: margins(l2_normalize(features[s.view]), idx["ref"], idx["a"], idx["b"]) for s in specs if s.kind == ZEROSHOT_KIND}
     weights, histories = {}, {}
     jobs = fit_jobs([s for s in specs if s.kind != ZEROSHOT_KIND], triplets, row_context, image_fold, cfg)
-    if ray is None:
-        trainer = MemberTrainer(cfg, features, paths, device, progress)
-        results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc)) for job in jobs)
-    else:
-        results = fit_members_ray(jobs, cfg, features, paths, device=device, address=ray)
-    for job, (state, emb, history) in tqdm(results, total=len(jobs), desc="members", unit="fit", disable=not progress):
-        if job.fold is None:
-            weights[job.spec.name], histories[job.spec.name] = state, history
+    trainer = MemberTrainer(cfg, features, paths, device, progress) if ray is None else None
+    # Two waves: global members first, then context members, which start from their view's global
+    # member fitted on the same folds (so no out-of-fold margin sees its own fold's images).
+    fitted: dict[tuple[str, int | None], dict] = {}
+    for wave in (lambda j: j.spec.context is None, lambda j: j.spec.context is not None):
+        batch = [j for j in jobs if wave(j)]
+        for job in batch:
+            job.init = _initial_weights(job, fitted, views[0], cfg)
+        if trainer is not None:
+            results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc, init=job.init)) for job in batch)
         else:
-            rows_f = row_fold == job.fold
-            oof.setdefault(job.spec.name, np.empty(len(y), dtype=np.float32))
-            oof[job.spec.name][rows_f] = margins(emb, idx["ref"][rows_f], idx["a"][rows_f], idx["b"][rows_f])
+            results = fit_members_ray(batch, cfg, features, paths, device=device, address=ray)
+        for job, (state, emb, history) in tqdm(results, total=len(batch), desc="members", unit="fit", disable=not progress):
+            fitted[(job.spec.name, job.fold)] = state
+            if job.fold is None:
+                weights[job.spec.name], histories[job.spec.name] = state, history
+            else:
+                rows_f = row_fold == job.fold
+                oof.setdefault(job.spec.name, np.empty(len(y), dtype=np.float32))
+                oof[job.spec.name][rows_f] = margins(emb, idx["ref"][rows_f], idx["a"][rows_f], idx["b"][rows_f])
     histories = {s.name: histories[s.name] for s in specs if s.name in histories}  # Ray finishes in any order
 
     names = [s.name for s in specs]
@@ -164,19 +178,46 @@ def _fit_contexts(df, ref_idx, zeroshot, cfg: TrainConfig) -> tuple[Contexts, np
     return contexts, contexts.membership(zeroshot[ref_idx], declared)
 
 
-def _member_specs(cfg: TrainConfig, contexts: Contexts, row_context: np.ndarray, default_lora_targets: list[str]) -> list[MemberSpec]:
+def run_views(cfg: TrainConfig) -> list[View]:
+    """The primary view (the backbone's last layer) and the config's other views, without repeats."""
+    views = [View(cfg.backbone)]
+    for spec in cfg.views:
+        view = View.parse(spec, primary=cfg.backbone)
+        if view not in views:
+            views.append(view)
+    return views
+
+
+def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_context: np.ndarray,
+                  default_lora_targets: list[str]) -> list[MemberSpec]:
+    """Per view: its zero-shot member, a global member and one member per context with enough triplets.
+    LoRA members adapt the primary backbone; the other views get heads on their features."""
     m = cfg.member
     lora = dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets) or list(default_lora_targets))
-    kind = dict(hidden=m.hidden) if m.kind == HEAD_KIND else lora
-    specs = [MemberSpec(ZEROSHOT, ZEROSHOT_KIND), MemberSpec(GLOBAL, m.kind, None, **kind)]
+    own_contexts = []
     if len(contexts) > 1:
         for c in contexts.names:
             n = int((row_context == c).sum())
             if n >= cfg.contexts.min_triplets:
-                specs.append(MemberSpec(context_member_name(c), m.kind, c, **kind))
+                own_contexts.append(c)
             else:
                 log.warning("context %s has %d triplets (< %d): no member of its own; others cover it", c, n, cfg.contexts.min_triplets)
+    specs = []
+    for view in views:
+        kind = m.kind if view == views[0] else HEAD_KIND
+        options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
+        name = lambda base: member_name(base, view, views[0])  # noqa: E731
+        specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec))
+        specs += [MemberSpec(name(context_member_name(c)), kind, c, **options, view=view.spec) for c in own_contexts]
     return specs
+
+
+def _initial_weights(job: FitJob, fitted: dict, primary: View, cfg: TrainConfig) -> dict | None:
+    """A context head starts from its view's global head of the same fold (see MemberConfig.context_init)."""
+    if job.spec.context is None or job.spec.kind != HEAD_KIND or cfg.member.context_init != GLOBAL_INIT:
+        return None
+    return fitted.get((member_name(GLOBAL, View.parse(job.spec.view), primary), job.fold))
 
 
 def _accuracy_table(oof, names, y, weight, row_context, context_names) -> np.ndarray:

@@ -17,7 +17,7 @@ from ctxsim.run_folder import RunFolder
 from ctxsim.train.pipeline import train_run
 from tests.synthetic import write_training_set, write_unseen_set
 
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=1", "contexts.min_triplets=10"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=1", "contexts.min_triplets=10"]
 TRAIN = ["train", "--no-track", *[a for s in TINY for a in ("--set", s)]]
 
 

@@ -23,7 +23,7 @@ from tests.conftest import write_csv
 
 pytestmark = pytest.mark.ray
 
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
 SHARD = 70
 GROUPS = {"red": (220, 40, 40), "blue": (40, 40, 220)}
 

@@ -172,3 +172,21 @@ def test_a_member_with_no_triplets_stays_the_zero_shot_backbone():
     assert history["best_epoch"] == 0 and history["train_loss"] == []
     with torch.no_grad():
         torch.testing.assert_close(head(feats), F.normalize(feats, dim=-1))
+
+
+def test_a_pull_keeps_a_head_near_its_starting_weights():
+    """Fine-tuning from given weights: the pull toward them (MemberConfig.pull) keeps the head closer."""
+    torch.manual_seed(0)
+    features = torch.randn(40, 16)
+    rng = np.random.default_rng(0)
+    ref, a, b = (rng.integers(0, 40, 400) for _ in range(3))
+    triplets = Triplets(ref, a, b, np.where(rng.random(400) < 0.5, 1.0, -1.0))
+    start, _ = train_head(features, triplets, MemberConfig(hidden=8, epochs=3, patience=99, min_val_triplets=10**6))
+    init = head_state(start)
+
+    def drift(pull: float) -> float:
+        cfg = MemberConfig(hidden=8, epochs=5, patience=99, lr=0.01, pull=pull, min_val_triplets=10**6)
+        head, _ = train_head(features, triplets, cfg, init=init, seed=1)
+        return float(sum(((v - init[k]) ** 2).sum() for k, v in head_state(head).items()))
+
+    assert drift(100.0) < 0.5 * drift(0.0)

@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import write_image, write_near
 
 #: Settings of every tiny run: random-weight backbone, 2 folds (members and combiners), 2 epochs.
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10", "ensemble.folds=2"]
-TINY_FLAGS = ["--backbone", "test_tiny", "--folds", "2", "--epochs", "2", "--set", "contexts.min_triplets=10", "--set", "ensemble.folds=2"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10", "ensemble.folds=2"]
+TINY_FLAGS = ["--backbone", "test_tiny", "--set", "views=[]", "--folds", "2", "--epochs", "2", "--set", "contexts.min_triplets=10", "--set", "ensemble.folds=2"]
 HEADER = ("ref", "a", "b", "label", "context")
 
 

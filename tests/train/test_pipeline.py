@@ -7,17 +7,19 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from ctxsim.train import pipeline as train_module
 from ctxsim.train.member_fits import MemberTrainer
 from ctxsim.cli import main
+from ctxsim.compare.trained import RunComparator
 from ctxsim.config import load_config
 from ctxsim.embedding.distances import margins
 from ctxsim.train.pipeline import image_folds, image_table, train_run
 from ctxsim.data.triplets import read_triplets
 from tests.synthetic import GROUPS, write_training_set, write_unseen_set
 
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
 MEMBERS = ["zeroshot", "global", "context-blue", "context-red"]
 COMBINERS = ["stacker", "majority_vote", "pca_credibility", "mlp_weighted", "best_member", "global", "zeroshot"]
 
@@ -81,8 +83,8 @@ def test_out_of_fold_margins_are_really_out_of_fold(tmp_path, monkeypatch):
         folds_seen.append(original_folds(*args))
         return folds_seen[-1]
 
-    def spy_train(self, spec, triplets, seed, desc):
-        result = original_train(self, spec, triplets, seed, desc)
+    def spy_train(self, spec, triplets, seed, desc, init=None):
+        result = original_train(self, spec, triplets, seed, desc, init=init)
         calls.append((spec.name, desc, triplets, result[1]))
         return result
 
@@ -183,8 +185,8 @@ def test_train_run_with_lora_members(tmp_path, monkeypatch):
     final = {}
     original_train = MemberTrainer.train
 
-    def spy_train(self, spec, triplets, seed, desc):
-        result = original_train(self, spec, triplets, seed, desc)
+    def spy_train(self, spec, triplets, seed, desc, init=None):
+        result = original_train(self, spec, triplets, seed, desc, init=init)
         if desc == spec.name:
             final[spec.name] = (self.paths, result[1])
         return result
@@ -213,3 +215,28 @@ def test_train_on_invalid_input_writes_no_run_folder(tmp_path):
     with pytest.raises(InputError):
         train_run([csv], tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_views_give_members_of_their_own_and_context_members_start_from_global(tmp_path):
+    """Two more views (the middle layer, a flip-averaged copy): each has its zero-shot, global and
+    context members, named with the view; a context head starts as its view's global head (with no
+    epochs to train, it stays exactly that)."""
+    from safetensors.torch import load_file
+
+    csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
+    cfg = load_config(None, [*TINY, 'views=["mid", "test_tiny+flip"]', "member.epochs=0"])
+    metrics = train_run(csv, tmp_path / "run", cfg=cfg, progress=False)
+    comparator = RunComparator(tmp_path / "run", progress=False)
+    expected = [f"{base}{suffix}" for suffix in ("", "@test_tiny-mid", "@test_tiny-flip")
+                for base in ("zeroshot", "global", "context-blue", "context-red")]
+    assert comparator.member_names == expected
+    assert set(metrics["members"]) == {n for n in expected if not n.startswith("zeroshot")}
+    members = tmp_path / "run" / "members"
+    for suffix in ("", "@test_tiny-mid"):
+        global_head = load_file(str(members / f"global{suffix}.safetensors"))
+        for context in ("blue", "red"):
+            head = load_file(str(members / f"context-{context}{suffix}.safetensors"))
+            assert all(torch.equal(head[k], global_head[k]) for k in head)
+    scored = comparator.score(pl.read_csv(csv).head(10), tmp_path, margins=True)
+    assert {"margin_global@test_tiny-mid", "margin_context-red@test_tiny-flip"} <= set(scored.columns)
+    assert scored["p_a"].is_between(0, 1).all()
