@@ -45,3 +45,9 @@ def print_problems(problems) -> None:
         print(p, file=sys.stderr)
     if len(problems) > MAX_PRINTED_PROBLEMS:
         print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
+
+
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable``: True when no progress is wanted, else None, so that tqdm draws bars only on a
+    terminal; logs and CI get no redrawn bars, only the log lines each stage writes."""
+    return True if not progress else None

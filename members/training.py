@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctxsim.console import bar_disabled
 from ctxsim.members.config import MemberConfig
 from ctxsim.members.losses import LOSSES
 
@@ -111,7 +112,7 @@ def fit(
 
     best_acc, best_state, best_epoch, stale = validate(), copy.deepcopy(module.state_dict()), 0, 0
     history = {"val_accuracy": [best_acc], "train_loss": [], "best_epoch": 0}
-    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=bar_disabled(progress), leave=False)
     for epoch in bar:
         order = rng.permutation(len(train))
         steps = min(cfg.max_steps_per_epoch, max(1, -(-len(order) // cfg.batch_size)))

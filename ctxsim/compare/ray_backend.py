@@ -20,6 +20,7 @@ import polars as pl
 from ctxsim.atomic import atomic_path
 from ctxsim.compare.model_uri import load_comparator
 from ctxsim.compare.scoring import conform, output_columns
+from ctxsim.console import bar_disabled
 from ctxsim.data.triplets import (
     DEFAULT_CHUNK_ROWS,
     as_files,
@@ -113,7 +114,7 @@ def compare_ray(
 
     tally = AccuracyTally()
     with atomic_path(out) as tmp, open(tmp, "wb") as sink, tqdm(
-        total=report.n_rows, desc="compare (ray)", unit="row", disable=not progress, unit_scale=True
+        total=report.n_rows, desc="compare (ray)", unit="row", disable=bar_disabled(progress), unit_scale=True
     ) as bar:
         for frame in _scored_shards(parts, address, concurrency, device, dict(
                 model=model, columns=columns, margins=margins, device=device, baselines=baselines, cache_dir=str(default_cache_dir()),

@@ -24,6 +24,7 @@ import polars as pl
 
 from ctxsim.atomic import write_text_atomic
 from ctxsim.compare.comparator import Comparator
+from ctxsim.console import bar_disabled
 from ctxsim.data.triplets import (
     DEFAULT_CHUNK_ROWS,
     as_files,
@@ -134,7 +135,7 @@ def compare_files(
     with _exclusive(partial):
         tally, done, nbytes = _start(partial, digest, resume)
         with open(partial.data, "r+b") as sink, tqdm(
-            total=report.n_rows, initial=done, desc="compare", unit="row", disable=not progress, unit_scale=True
+            total=report.n_rows, initial=done, desc="compare", unit="row", disable=bar_disabled(progress), unit_scale=True
         ) as bar:
             sink.truncate(nbytes)
             sink.seek(nbytes)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctxsim.console import bar_disabled
 from ctxsim.data.images import file_digest, load_image
 
 DEFAULT_BATCH_SIZE = 32
@@ -110,7 +111,7 @@ def _forward_all(paths, backbone, device, batch_size, decode_threads, progress, 
     batches = [paths[start : start + batch_size] for start in range(0, len(paths), batch_size)]
     out = []
     with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode(), tqdm(
-        total=len(paths), desc=f"embed {backbone.name}", unit="img", disable=not progress, leave=False
+        total=len(paths), desc=f"embed {backbone.name}", unit="img", disable=bar_disabled(progress), leave=False
     ) as bar:
         ahead = [pool.submit(prepare, p) for p in batches[0]] if batches else []
         for i in range(len(batches)):

@@ -15,19 +15,19 @@ import numpy as np
 import polars as pl
 
 from ctxsim.config import TrainConfig
+from ctxsim.console import bar_disabled
 from ctxsim.contexts.membership import Contexts, fit_contexts
 from ctxsim.data.triplets import public_columns, read_triplets
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.embedding.distances import l2_normalize, margins
-from ctxsim.errors import InputError, Problem
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.selection import Ensemble
-from ctxsim.members.backbones import create_backbone
-from ctxsim.members.backbones import create_view
+from ctxsim.errors import InputError, Problem
+from ctxsim.members.backbones import create_backbone, create_view
 from ctxsim.members.config import GLOBAL_INIT
 from ctxsim.members.member import MemberSpec
-from ctxsim.members.views import View, member_name
 from ctxsim.members.training import Triplets
+from ctxsim.members.views import View, member_name
 from ctxsim.metrics import AccuracyTally
 from ctxsim.reports.report import build_report
 from ctxsim.run_folder import RunManifest, new_run
@@ -134,7 +134,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
             results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc, init=job.init)) for job in batch)
         else:
             results = fit_members_ray(batch, cfg, features, paths, device=device, address=ray)
-        for job, (state, emb, history) in tqdm(results, total=len(batch), desc="members", unit="fit", disable=not progress):
+        for job, (state, emb, history) in tqdm(results, total=len(batch), desc="members", unit="fit", disable=bar_disabled(progress)):
             fitted[(job.spec.name, job.fold)] = state
             if job.fold is None:
                 weights[job.spec.name], histories[job.spec.name] = state, history
