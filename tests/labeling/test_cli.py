@@ -5,7 +5,8 @@ import pytest
 
 from ctxsim.cli import main
 from ctxsim.errors import InputError
-from ctxsim.labeling import cli, export, plan, queue
+from ctxsim.labeling import cli, export, plan
+from ctxsim.labeling import vote_queue as queue
 from ctxsim.labeling.session import read_tokens
 
 from .helpers import write_plan_csv
