@@ -58,8 +58,11 @@ class Contexts:
         the cosine similarity of the embedding to that context's centroid."""
         membership = self.membership(emb) if membership is None else membership
         routed = membership.argmax(axis=1)
-        sim = np.einsum("nd,nd->n", _normalize(np.asarray(emb, dtype=np.float32)), self.centroids[routed])
-        return routed, sim.astype(np.float64)
+        return routed, np.take_along_axis(self.centroid_similarity(emb), routed[:, None], axis=1)[:, 0]
+
+    def centroid_similarity(self, emb: np.ndarray) -> np.ndarray:
+        """(N, K) cosine similarity of each embedding to each context's centroid."""
+        return (_normalize(np.asarray(emb, dtype=np.float32)) @ self.centroids.T).astype(np.float64)
 
     def fit_floors(self, ref_emb: np.ndarray, membership: np.ndarray | None = None, percentile: float = FLOOR_PERCENTILE) -> Contexts:
         """Per context, the ``percentile`` of the similarities of its training references (one row each)."""

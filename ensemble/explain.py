@@ -33,20 +33,26 @@ class Explanation:
         onehot[np.arange(len(self.features)), [index[g] for g in self.groups]] = 1.0
         return names, self.values @ onehot
 
-    def why(self, top: int) -> np.ndarray:
+    def why(self, top: int):
         """Per row, the ``top`` groups by absolute contribution, e.g. ``global +0.210; context-red -0.050``."""
         names, grouped = self.by_group()
         if not len(grouped):
-            return np.zeros(0, dtype=object)
+            return np.zeros(0, dtype=object)  # a polars String Series otherwise
+        import polars as pl
+
         top = min(top, len(names))
         order = np.argsort(-np.abs(grouped), axis=1, kind="stable")[:, :top]
-        picked = np.take_along_axis(grouped, order, axis=1)
-        labels = np.asarray(names, dtype=object)[order]
-        parts = [labels[:, j] + " " + np.char.mod("%+.3f", picked[:, j]).astype(object) for j in range(top)]
-        out = parts[0]
-        for part in parts[1:]:
-            out = out + "; " + part
-        return out
+        thousandths = np.rint(np.take_along_axis(grouped, order, axis=1) * 1000).astype(np.int64)
+        labels = pl.Series(names, dtype=pl.String)
+        frame = pl.DataFrame({f"v{j}": thousandths[:, j] for j in range(top)})
+        parts = []
+        for j in range(top):  # "name +1.234", formatted column-wise by polars, not row by row
+            v = pl.col(f"v{j}")
+            parts += [pl.lit(labels.gather(order[:, j])), pl.when(v < 0).then(pl.lit(" -")).otherwise(pl.lit(" +")),
+                      (v.abs() // 1000).cast(pl.String), pl.lit("."), (v.abs() % 1000).cast(pl.String).str.zfill(3)]
+            if j < top - 1:
+                parts.append(pl.lit("; "))
+        return frame.select(pl.concat_str(parts)).to_series()
 
     def row(self, i: int, top: int) -> dict:
         """One row as plain data (the Python API's ``explain``)."""

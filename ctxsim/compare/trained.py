@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _MEMBERSHIP = "_membership"  # per-image soft context membership, kept beside member embeddings
 _MEMBERSHIP_SOURCE = ZEROSHOT  # contexts are centroids in the zero-shot embedding space
+_CENTROID_SIMILARITY = "_centroid_similarity"  # per-image cosine similarity to every context centroid
 #: ``explain`` levels: ``why`` only, or ``why`` and a ``contrib_<feature>`` column per stacking feature.
 EXPLAIN_LEVELS = ("top", "full")
 
@@ -142,6 +143,7 @@ class RunComparator(Comparator):
     def _image_data(self, paths):
         data = self.members.embed(paths, self.cache, device=self.device, progress=self.progress)
         data[_MEMBERSHIP] = self.contexts.membership(data[ZEROSHOT])
+        data[_CENTROID_SIMILARITY] = self.contexts.centroid_similarity(data[ZEROSHOT])
         return data
 
     def _inputs(self, margins: dict, ref: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
@@ -157,7 +159,8 @@ class RunComparator(Comparator):
 
     def _combine(self, margins, ref, chunk):
         x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
-        routed, similarity = self.contexts.similarity(self._data[ZEROSHOT][ref], x.membership)
+        routed = x.membership.argmax(axis=1)
+        similarity = self._data[_CENTROID_SIMILARITY][ref, routed]  # per image, computed once
         context = pl.Series(np.asarray(self.contexts.names, dtype=object)[routed], dtype=pl.String)
         extra = {baseline_column(n): p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
         p_a = self.ensemble.predict(x)
