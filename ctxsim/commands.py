@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ctxsim.atomic import write_problem
 from ctxsim.compare.model_uri import load_comparator
 from ctxsim.compare.ray_backend import compare_ray
 from ctxsim.compare.scoring import compare_files
@@ -17,7 +18,6 @@ from ctxsim.data.splits import split_files
 from ctxsim.data.triplets import validate
 from ctxsim.demo import run_demo
 from ctxsim.ensemble.selective import check_target
-from ctxsim.atomic import write_problem
 from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
 from ctxsim.mlops.tracking import log_training
 from ctxsim.reports.report import REPORT_FILES, build_report

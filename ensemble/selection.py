@@ -24,7 +24,12 @@ from ctxsim.ensemble.baselines import (
 from ctxsim.ensemble.compiled import BLOCK_ROWS, FastBooster, in_blocks
 from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.explain import Explanation
-from ctxsim.ensemble.features import feature_groups, feature_names, n_signed, stacking_features
+from ctxsim.ensemble.features import (
+    feature_groups,
+    feature_names,
+    n_signed,
+    stacking_features,
+)
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT, margin_column

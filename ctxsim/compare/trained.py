@@ -16,7 +16,7 @@ import polars as pl
 from ctxsim.compare.comparator import Comparator
 from ctxsim.data.triplets import read_triplets, resolved_paths
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.selective import SelectiveCalibration, Selection, check_target
+from ctxsim.ensemble.selective import Selection, SelectiveCalibration, check_target
 from ctxsim.errors import InputError, Problem
 from ctxsim.run_folder import RunFolder
 from ctxsim.schema import (

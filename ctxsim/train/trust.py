@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctxsim.contexts.membership import FLOOR_PERCENTILE, Contexts
-from ctxsim.ensemble.selective import SelectiveCalibration, Selection
+from ctxsim.ensemble.selective import Selection, SelectiveCalibration
 from ctxsim.schema import COMMON_TARGETS, DEFAULT_DELTA
 
 

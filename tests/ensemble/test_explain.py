@@ -6,7 +6,12 @@ import pytest
 
 from ctxsim.ensemble.baselines import MajorityVote, SingleMember
 from ctxsim.ensemble.explain import Explanation
-from ctxsim.ensemble.features import feature_groups, feature_names, group_of_feature, stacking_features
+from ctxsim.ensemble.features import (
+    feature_groups,
+    feature_names,
+    group_of_feature,
+    stacking_features,
+)
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.selection import StackerCombiner
 from ctxsim.ensemble.stackers import swap_margins

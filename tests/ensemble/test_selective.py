@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from ctxsim.ensemble.selective import ABSTAIN_ALL, SelectiveCalibration, check_target, clopper_pearson_lower, confidence
+from ctxsim.ensemble.selective import (
+    ABSTAIN_ALL,
+    SelectiveCalibration,
+    check_target,
+    clopper_pearson_lower,
+    confidence,
+)
 
 
 def lower(k: int, n: int, delta: float) -> float:
