@@ -34,7 +34,8 @@ class Explanation:
         return names, self.values @ onehot
 
     def why(self, top: int):
-        """Per row, the ``top`` groups by absolute contribution, e.g. ``global +0.210; context-red -0.050``."""
+        """Per row, the ``top`` groups by absolute contribution, e.g. ``global +0.210; context-red -0.050``
+        (groups whose contribution rounds to 0.000 are left out)."""
         names, grouped = self.by_group()
         if not len(grouped):
             return np.zeros(0, dtype=object)  # a polars String Series otherwise
@@ -46,13 +47,12 @@ class Explanation:
         labels = pl.Series(names, dtype=pl.String)
         frame = pl.DataFrame({f"v{j}": thousandths[:, j] for j in range(top)})
         parts = []
-        for j in range(top):  # "name +1.234", formatted column-wise by polars, not row by row
+        for j in range(top):  # "name +1.234", formatted column-wise by polars, not row by row; 0.000 is left out
             v = pl.col(f"v{j}")
-            parts += [pl.lit(labels.gather(order[:, j])), pl.when(v < 0).then(pl.lit(" -")).otherwise(pl.lit(" +")),
-                      (v.abs() // 1000).cast(pl.String), pl.lit("."), (v.abs() % 1000).cast(pl.String).str.zfill(3)]
-            if j < top - 1:
-                parts.append(pl.lit("; "))
-        return frame.select(pl.concat_str(parts)).to_series()
+            text = pl.concat_str([pl.lit(labels.gather(order[:, j])), pl.when(v < 0).then(pl.lit(" -")).otherwise(pl.lit(" +")),
+                                  (v.abs() // 1000).cast(pl.String), pl.lit("."), (v.abs() % 1000).cast(pl.String).str.zfill(3)])
+            parts.append(pl.when(v != 0).then(text))
+        return frame.select(pl.concat_str(parts, separator="; ", ignore_nulls=True)).to_series()
 
     def row(self, i: int, top: int) -> dict:
         """One row as plain data (the Python API's ``explain``)."""

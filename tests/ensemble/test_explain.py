@@ -75,6 +75,8 @@ def test_why_names_the_top_groups_by_absolute_contribution():
     e = Explanation(features, groups, values, np.zeros(1), "log-odds")
     assert e.why(2)[0] == "b -0.290; membership:x +0.200"
     assert e.why(3)[0] == "b -0.290; membership:x +0.200; a +0.150"
+    single = Explanation(features, groups, np.array([[0.0, 1.5, 0.0, 0.2, 0.0, 0.0, 0.0]]), np.zeros(1), "log-odds")
+    assert single.why(3)[0] == "b +1.700"  # nothing else moved the answer
     row = e.row(0, 3)
     assert row["total"] == pytest.approx(0.06) and list(row["groups"]) == ["b", "membership:x", "a"]
 

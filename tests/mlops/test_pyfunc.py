@@ -23,7 +23,7 @@ def test_params_ask_for_selective_answers_and_explanations(tmp_path_factory):
     asked = model.predict(None, frame, params={"target_accuracy": 1.0, "explain": "full"})
     assert set(asked["pred"]) == {"abstain"} and not asked["answered"].any()
     assert asked["pred_raw"].tolist() == plain["pred"].tolist()
-    assert asked["why"].str.count(";").eq(2).all() and any(c.startswith("contrib_") for c in asked.columns)
+    assert asked["why"].str.count(";").le(2).all() and asked["why"].str.len().gt(0).all() and any(c.startswith("contrib_") for c in asked.columns)
     assert list(model.predict(None, frame).columns) == list(plain.columns)  # a request's options do not stick
     sig = signature()
     assert {p.name: p.default for p in sig.params.params} == {"images": "", "target_accuracy": 0.0, "delta": 0.05, "explain": ""}
