@@ -18,13 +18,20 @@ from ctxsim.contexts.config import ContextConfig
 
 log = logging.getLogger(__name__)
 
+#: A reference is out of context when its similarity to its routed context's centroid is below this
+#: percentile of the training references' similarities to that centroid.
+FLOOR_PERCENTILE = 1.0
+
 
 class Contexts:
     """Named centroids in normalised embedding space and a soft membership over them."""
 
-    def __init__(self, names: list[str], centroids: np.ndarray, kind: str, temperature: float = ContextConfig.temperature):
+    def __init__(self, names: list[str], centroids: np.ndarray, kind: str, temperature: float = ContextConfig.temperature,
+                 floors: list[float] | None = None):
         self.names, self.kind, self.temperature = list(names), kind, temperature
         self.centroids = _normalize(np.asarray(centroids, dtype=np.float32))
+        #: per context, the lowest similarity still "in context" (None: not fitted; NaN: no training reference)
+        self.floors = None if floors is None else np.asarray(floors, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -46,17 +53,47 @@ class Contexts:
     def assign(self, emb: np.ndarray, declared=None) -> np.ndarray:
         return np.asarray(self.names, dtype=object)[self.membership(emb, declared).argmax(axis=1)]
 
+    def similarity(self, emb: np.ndarray, membership: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the routed context (index: the largest ``membership``, by default the soft one) and
+        the cosine similarity of the embedding to that context's centroid."""
+        membership = self.membership(emb) if membership is None else membership
+        routed = membership.argmax(axis=1)
+        return routed, np.take_along_axis(self.centroid_similarity(emb), routed[:, None], axis=1)[:, 0]
+
+    def centroid_similarity(self, emb: np.ndarray) -> np.ndarray:
+        """(N, K) cosine similarity of each embedding to each context's centroid."""
+        return (_normalize(np.asarray(emb, dtype=np.float32)) @ self.centroids.T).astype(np.float64)
+
+    def fit_floors(self, ref_emb: np.ndarray, membership: np.ndarray | None = None, percentile: float = FLOOR_PERCENTILE) -> Contexts:
+        """Per context, the ``percentile`` of the similarities of its training references (one row each)."""
+        routed, sim = self.similarity(ref_emb, membership)
+        self.floors = np.array([np.percentile(sim[routed == k], percentile) if (routed == k).any() else np.nan
+                                for k in range(len(self))])
+        return self
+
+    def out_of_context(self, routed: np.ndarray, sim: np.ndarray) -> np.ndarray | None:
+        """True where a similarity is below its routed context's floor (None when no floors were fitted;
+        a context without training references has no floor and flags nothing)."""
+        if self.floors is None:
+            return None
+        floor = self.floors[routed]
+        return np.where(np.isnan(floor), False, sim < floor)
+
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"names": self.names, "kind": self.kind, "temperature": self.temperature, "centroids": self.centroids.tolist()}
+        if self.floors is not None:
+            meta["floors"] = [None if np.isnan(f) else float(f) for f in self.floors]
         (folder / "contexts.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, folder: str | Path) -> Contexts:
         meta = json.loads((Path(folder) / "contexts.json").read_text())
         centroids = np.asarray(meta["centroids"], dtype=np.float32)
-        contexts = cls(meta["names"], centroids, meta["kind"], meta["temperature"])
+        floors = meta.get("floors")  # absent in runs trained before out-of-context floors
+        floors = None if floors is None else [np.nan if f is None else f for f in floors]
+        contexts = cls(meta["names"], centroids, meta["kind"], meta["temperature"], floors)
         contexts.centroids = centroids  # saved normalised: normalising again would move them by rounding
         return contexts
 

@@ -17,6 +17,7 @@ from ctxsim.errors import EXIT_INVALID_INPUT, ImageError, InputError, ModelNotFo
 from ctxsim.labeling.cli import add_label_commands
 from ctxsim.mlops.promotion_cli import add_promote_command
 from ctxsim.reports.cli import add_report_command
+from ctxsim.schema import DEFAULT_DELTA
 
 
 def _add_ray_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", action="store_true", help="a run: add p_a_<combiner> for every baseline ensemble")
     p.add_argument("--report", metavar="DIR", help="also write the HTML/JSON/Markdown report of the scored rows here")
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run from its last complete chunk")
+    p.add_argument("--target-accuracy", type=float, metavar="ACC",
+                   help="a run: abstain (pred=abstain) where not confident enough for accuracy >= ACC on answered rows")
+    p.add_argument("--delta", type=float, default=DEFAULT_DELTA,
+                   help="the guarantee holds with probability 1 - DELTA (default %(default)s)")
+    p.add_argument("--calibrate-on", action="append", metavar="CSV",
+                   help="choose the threshold on these labelled triplets instead of the run's out-of-fold predictions")
+    p.add_argument("--explain", nargs="?", const="top", choices=["top", "full"],
+                   help="a run: add why (the members and contexts that moved p_a most); =full adds contrib_<feature> columns")
     _add_ray_flag(p, "shard the CSVs over a Ray cluster (pip install ctxsim[ray])")
     p.set_defaults(handler="ctxsim.commands:compare")
 

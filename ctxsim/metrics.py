@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ctxsim.schema import OVERALL
+from ctxsim.schema import ANSWERED, OVERALL, PRED_RAW
 
 #: Confidence level of the reported intervals.
 CONFIDENCE = 0.95
@@ -27,7 +27,8 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     return (float(ci.low), float(ci.high))
 
 
-_COUNTS = ("rows", "labelled", "correct", "clear", "clear_correct", "votes", "votes_agree", "votes_best")
+_COUNTS = ("rows", "labelled", "correct", "clear", "clear_correct", "votes", "votes_agree", "votes_best", "answered",
+           "answered_labelled", "answered_correct")
 
 
 @dataclass
@@ -35,13 +36,25 @@ class AccuracyTally:
     """Running counts per group (context), updated chunk by chunk."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: whether rows carried ``answered`` (selective answers): the summary then reports coverage
+    selective: bool = False
 
     def update(self, chunk: pl.DataFrame, group: str = "context", correct: str = "correct", pred: str = "pred") -> None:
         has_label = correct in chunk.columns
         has_votes = {"votes_a", "votes_b"} <= set(chunk.columns)
+        selective = ANSWERED in chunk.columns
+        if selective and PRED_RAW in chunk.columns:  # ``pred`` may abstain; votes judge the raw choice
+            pred = PRED_RAW
         exprs = [pl.len().alias("rows")]
         if has_label:
             exprs += [pl.col(correct).is_not_null().sum().alias("labelled"), pl.col(correct).cast(pl.Int64).sum().alias("correct")]
+        if selective:
+            answered = pl.col(ANSWERED).fill_null(False)
+            exprs.append(answered.sum().alias("answered"))
+            if has_label:
+                exprs += [(answered & pl.col(correct).is_not_null()).sum().alias("answered_labelled"),
+                          (answered & pl.col(correct).fill_null(False)).sum().alias("answered_correct")]
+        self.selective = self.selective or selective
         if has_votes:
             va, vb = pl.col("votes_a").fill_null(0), pl.col("votes_b").fill_null(0)
             clear = va != vb
@@ -57,7 +70,7 @@ class AccuracyTally:
             for key in (str(row[group]), OVERALL):
                 into = self.counts.setdefault(key, dict.fromkeys(_COUNTS, 0))
                 for k in _COUNTS:
-                    into[k] += int(row.get(k) or 0)
+                    into[k] = into.get(k, 0) + int(row.get(k) or 0)
 
     def summary(self) -> list[dict]:
         """One dict per group (``(all)`` last) with rates and 95% Wilson intervals."""
@@ -68,6 +81,12 @@ class AccuracyTally:
             if c["labelled"]:
                 row.update(labelled=c["labelled"], accuracy=c["correct"] / c["labelled"])
                 row["ci_low"], row["ci_high"] = wilson_interval(c["correct"], c["labelled"])
+            if self.selective or c.get("answered"):
+                row["answered"] = c.get("answered", 0) / c["rows"] if c["rows"] else np.nan
+                if c.get("answered_labelled"):
+                    row["answered_accuracy"] = c["answered_correct"] / c["answered_labelled"]
+                elif c["labelled"]:
+                    row["answered_accuracy"] = np.nan
             if c["votes"]:
                 row.update(
                     majority_accuracy=c["clear_correct"] / c["clear"] if c["clear"] else np.nan,

@@ -7,6 +7,8 @@ A trained run is a folder::
     contexts/       the contexts' own files (:meth:`ctxsim.contexts.membership.Contexts.save`)
     members/        the members' specs and weights (:func:`ctxsim.members.member.save_members`)
     ensemble/       the stacker and baselines (:meth:`ctxsim.ensemble.selection.Ensemble.save`)
+    trust/          selective answers: the out-of-fold confidences and correctness of the chosen combiner
+                    (``calibration.safetensors``) and the thresholds of the common targets (``thresholds.json``)
     metrics.json    out-of-fold metrics of training
     report/         the out-of-fold validation report (not part of the model)
 
@@ -27,15 +29,17 @@ from ctxsim import __version__
 from ctxsim.atomic import atomic_dir
 from ctxsim.contexts.membership import Contexts
 from ctxsim.ensemble.selection import Ensemble
+from ctxsim.ensemble.selective import SelectiveCalibration
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.member import MemberSet, MemberSpec, save_members
 
 #: The layout this code writes and reads; a run of another format is refused.
 FORMAT_VERSION = 2
 MANIFEST_FILE = "run.json"
-CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR = "contexts", "members", "ensemble"
+CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, TRUST_DIR = "contexts", "members", "ensemble", "trust"
 #: The model: what a run's answers depend on (digests are kept for every file in these).
-MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR)
+MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, TRUST_DIR)
+CALIBRATION_FILE, THRESHOLDS_FILE = "calibration.safetensors", "thresholds.json"
 METRICS_FILE = "metrics.json"
 #: Sub-folder with the validation report and out-of-fold predictions (not part of the model).
 REPORT_DIR = "report"
@@ -97,6 +101,7 @@ class RunFolder:
     contexts_dir = property(lambda self: self.path / CONTEXTS_DIR)
     members_dir = property(lambda self: self.path / MEMBERS_DIR)
     ensemble_dir = property(lambda self: self.path / ENSEMBLE_DIR)
+    trust_dir = property(lambda self: self.path / TRUST_DIR)
     manifest_file = property(lambda self: self.path / MANIFEST_FILE)
     metrics_file = property(lambda self: self.path / METRICS_FILE)
     report_dir = property(lambda self: self.path / REPORT_DIR)
@@ -110,10 +115,17 @@ class RunFolder:
 
     # -- writing ------------------------------------------------------------------------------------
     def save_model(self, contexts: Contexts, specs: list[MemberSpec], weights: dict, ensemble: Ensemble,
-                   manifest: RunManifest) -> None:
+                   manifest: RunManifest, calibration: SelectiveCalibration | None = None,
+                   thresholds: list[dict] | None = None) -> None:
         contexts.save(self.contexts_dir)
         save_members(self.members_dir, specs, weights)
         ensemble.save(self.ensemble_dir)
+        if calibration is not None:
+            from safetensors.numpy import save_file
+
+            self.trust_dir.mkdir(parents=True, exist_ok=True)
+            save_file(calibration.arrays(), str(self.trust_dir / CALIBRATION_FILE))
+            (self.trust_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds or [], indent=1))
         manifest.files = {p.relative_to(self.path).as_posix(): file_sha256(p) for p in self.model_files()}
         self.manifest_file.write_text(manifest.to_json())
 
@@ -176,6 +188,19 @@ class RunFolder:
 
     def load_ensemble(self) -> Ensemble:
         return Ensemble.load(self.ensemble_dir)
+
+    def load_calibration(self) -> SelectiveCalibration | None:
+        """The held-out confidences and correctness of selective answers (None for a run trained without)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        path = self.trust_dir / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return SelectiveCalibration.from_arrays(load_file(str(path)))
+        except (SafetensorError, OSError, KeyError) as err:
+            raise _invalid(path, f"not a readable calibration file ({err})") from None
 
     def fingerprint(self) -> str:
         """A digest of the model files (not the report), from the manifest's own digests."""

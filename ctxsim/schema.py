@@ -53,3 +53,27 @@ CONTEXT_MEMBER_PREFIX = "context-"
 
 def context_member_name(context: str) -> str:
     return f"{CONTEXT_MEMBER_PREFIX}{context}"
+
+
+# -- trust: selective answers, explanations, out-of-context references ------------------------------------
+#: ``pred`` of a row the model abstains on (``--target-accuracy``); ``pred_raw`` keeps its A/B choice.
+ABSTAIN = "abstain"
+PRED_RAW = "pred_raw"
+ANSWERED = "answered"
+#: ``why``: the members and contexts that moved ``p_a`` most; ``contrib_<feature>``: every feature's share.
+WHY = "why"
+CONTRIB_PREFIX = "contrib_"
+#: Cosine similarity of a reference to its routed context's centroid, and whether it is below that
+#: context's floor (a low percentile of the training references' similarities).
+CONTEXT_SIMILARITY = "context_similarity"
+OUT_OF_CONTEXT = "out_of_context"
+#: Targets whose thresholds and expected coverage every run states, at ``DEFAULT_DELTA``.
+COMMON_TARGETS = (0.90, 0.95, 0.99)
+#: Default risk of the guarantee: accuracy on answered rows is >= target with probability 1 - delta.
+DEFAULT_DELTA = 0.05
+#: How many members/contexts ``why`` names.
+WHY_TOP = 3
+
+
+def contrib_column(feature: str) -> str:
+    return f"{CONTRIB_PREFIX}{feature}"

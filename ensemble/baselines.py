@@ -21,6 +21,13 @@ def _weighted_vote(margins: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * (weights * _votes(margins)).sum(axis=1) / weights.sum(axis=1)
 
 
+def vote_contributions(margins: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's share of :func:`_weighted_vote` (its weight x vote, in units of P(A)) and the bias 1/2:
+    they sum exactly to the combiner's vote share."""
+    weights = np.where(weights.sum(axis=1, keepdims=True) > 0, weights, 1.0)
+    return 0.5 * weights * _votes(margins) / weights.sum(axis=1, keepdims=True), np.full(len(margins), 0.5)
+
+
 def fit_scale(margin: np.ndarray, y: np.ndarray, sample_weight=None) -> float:
     """Platt scaling with no intercept (keeps the A/B symmetry): P(A) = sigmoid(s x margin)."""
     from sklearn.linear_model import LogisticRegression
@@ -41,8 +48,16 @@ class MajorityVote:
     def fit(self, x: EnsembleInputs, y, sample_weight=None):
         return self
 
+    unit = "vote share"
+
+    def vote_weights(self, x: EnsembleInputs) -> np.ndarray:
+        return np.ones_like(x.margins)
+
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
-        return _weighted_vote(x.margins, np.ones_like(x.margins))
+        return _weighted_vote(x.margins, self.vote_weights(x))
+
+    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
+        return vote_contributions(x.margins, self.vote_weights(x))
 
     def state(self) -> dict:
         return {}
@@ -68,8 +83,17 @@ class SingleMember:
         self.scale_ = fit_scale(x.margins[:, x.member_names.index(self.member)], y, sample_weight)
         return self
 
+    unit = "log-odds"
+
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.scale_ * x.margins[:, x.member_names.index(self.member)]))
+
+    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
+        """All of the log-odds ``scale x margin`` is the one member's."""
+        out = np.zeros_like(x.margins)
+        j = x.member_names.index(self.member)
+        out[:, j] = self.scale_ * x.margins[:, j]
+        return out, np.zeros(len(x))
 
     def state(self) -> dict:
         return {"member": self.member, "scale": self.scale_}
@@ -122,10 +146,18 @@ class PCACredibility:
         self.maps_ = np.stack(maps)  # (M, grid, grid)
         return self
 
-    def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
+    unit = "vote share"
+
+    def vote_weights(self, x: EnsembleInputs) -> np.ndarray:
         i, j = self._cells(x.ref_emb)
         cred = self.maps_[:, i, j].T  # (n, M)
-        return _weighted_vote(x.margins, np.where(cred >= self.threshold, cred - 0.5, 0.0))
+        return np.where(cred >= self.threshold, cred - 0.5, 0.0)
+
+    def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
+        return _weighted_vote(x.margins, self.vote_weights(x))
+
+    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
+        return vote_contributions(x.margins, self.vote_weights(x))
 
     def state(self) -> dict:
         return {"mean": self.mean_, "components": self.components_, "edges": self.edges_, "maps": self.maps_}
@@ -183,9 +215,16 @@ class MLPWeighted:
             out.append(h[:, 0])
         return np.stack(out, axis=1)
 
+    unit = "vote share"
+
+    def vote_weights(self, x: EnsembleInputs) -> np.ndarray:
+        return np.clip(self._accuracy(self._project(x.ref_emb)) - 0.5, 0.0, None)
+
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
-        acc = self._accuracy(self._project(x.ref_emb))
-        return _weighted_vote(x.margins, np.clip(acc - 0.5, 0.0, None))
+        return _weighted_vote(x.margins, self.vote_weights(x))
+
+    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
+        return vote_contributions(x.margins, self.vote_weights(x))
 
     def state(self) -> dict:
         flat = {"mean": self.mean_, "components": self.components_}

@@ -27,3 +27,28 @@ def stacking_features(x: EnsembleInputs, val_accuracy: np.ndarray) -> np.ndarray
 def feature_names(member_names: list[str], context_names: list[str]) -> list[str]:
     return ([margin_column(m) for m in member_names] + [f"margin_{m}@{c}" for m in member_names for c in context_names]
             + [f"member_{c}" for c in context_names] + [f"acc_{m}" for m in member_names])
+
+
+#: Group label of the membership features of context ``c`` in explanations (members keep their own names).
+MEMBERSHIP_GROUP = "membership:{}"
+
+
+def feature_groups(member_names: list[str], context_names: list[str]) -> list[str]:
+    """What each of :func:`feature_names` belongs to, in the same order: a member's margins (plain and
+    weighted) and its expected accuracy go to the member, a context's membership to ``membership:<context>``."""
+    return (list(member_names) + [m for m in member_names for _ in context_names]
+            + [MEMBERSHIP_GROUP.format(c) for c in context_names] + list(member_names))
+
+
+def group_of_feature(feature: str, context_names) -> str:
+    """The group of one name of :func:`feature_names`, given the context names (read back from a scored CSV's
+    ``contrib_<feature>`` columns, whose contexts are those of the ``member_<context>`` features)."""
+    if feature.startswith("member_") and feature.removeprefix("member_") in context_names:
+        return MEMBERSHIP_GROUP.format(feature.removeprefix("member_"))
+    if feature.startswith("acc_"):
+        return feature.removeprefix("acc_")
+    member = feature.removeprefix(margin_column(""))
+    for c in sorted(context_names, key=len, reverse=True):
+        if member.endswith(f"@{c}"):
+            return member[: -len(c) - 1]
+    return member

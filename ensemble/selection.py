@@ -21,12 +21,18 @@ from ctxsim.ensemble.baselines import (
     SingleMember,
     fit_scale,
 )
-from ctxsim.ensemble.compiled import FastBooster, in_blocks
+from ctxsim.ensemble.compiled import BLOCK_ROWS, FastBooster, in_blocks
 from ctxsim.ensemble.config import EnsembleConfig
-from ctxsim.ensemble.features import feature_names, n_signed, stacking_features
+from ctxsim.ensemble.explain import Explanation
+from ctxsim.ensemble.features import (
+    feature_groups,
+    feature_names,
+    n_signed,
+    stacking_features,
+)
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
-from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT
+from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT, margin_column
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ class StackerCombiner:
     name = STACKER
     needs_embeddings = False
     calibrate = False
+    unit = "log-odds"
 
     def __init__(self, estimator="lightgbm", val_accuracy: np.ndarray | None = None, monotone: bool = True, seed: int = 0):
         self.estimator, self.val_accuracy, self.monotone, self.seed = estimator, val_accuracy, monotone, seed
@@ -61,6 +68,20 @@ class StackerCombiner:
             fast.prepare(len(x))  # compile once for a large input, before it is cut into blocks
         # Row blocks, in threads: features and both stacker passes of a block stay in the CPU cache.
         return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy))[:, 1])
+
+    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Per stacking feature, in log-odds (see :meth:`SymmetricStacker.contributions`), in row blocks."""
+        parts = []
+        for start in range(0, len(x), BLOCK_ROWS):
+            rows = np.arange(start, min(start + BLOCK_ROWS, len(x)))
+            parts.append(self.model_.contributions(stacking_features(x.subset(rows), self.val_accuracy)))
+        if not parts:
+            n_features = len(feature_names(x.member_names, [None] * x.membership.shape[1]))
+            return np.zeros((0, n_features)), np.zeros(0)
+        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def raw_score(self, x: EnsembleInputs) -> np.ndarray:
+        return self.model_.raw_score(stacking_features(x, self.val_accuracy))
 
     def state(self) -> dict:
         est = self.model_.estimator_
@@ -130,6 +151,19 @@ class Ensemble:
 
     def predict_all(self, x: EnsembleInputs) -> dict[str, np.ndarray]:
         return {n: self._calibrated(n, c.predict_proba(x)) for n, c in self.combiners.items() if x.ref_emb is not None or not c.needs_embeddings}
+
+    def explained_features(self) -> list[str]:
+        """The features :meth:`explain` gives contributions for: the stacker's, or one margin per member."""
+        if self.chosen == STACKER:
+            return feature_names(self.member_names, self.context_names)
+        return [margin_column(m) for m in self.member_names]
+
+    def explain(self, x: EnsembleInputs) -> Explanation:
+        """Contributions of the chosen combiner's features to its answer (:mod:`ctxsim.ensemble.explain`)."""
+        combiner = self.combiners[self.chosen]
+        values, bias = combiner.contributions(x)
+        groups = feature_groups(self.member_names, self.context_names) if combiner.name == STACKER else list(self.member_names)
+        return Explanation(self.explained_features(), groups, values, bias, combiner.unit)
 
     @classmethod
     def fit(cls, x: EnsembleInputs, y: np.ndarray, weight: np.ndarray, groups: np.ndarray, val_accuracy: np.ndarray,

@@ -73,5 +73,38 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
         p = 0.5 * (self._p_a(X) + 1.0 - self._p_a(swap_margins(X, self.n_margins)))
         return np.column_stack([1.0 - p, p])
 
+    def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions (n, F) and bias (n,) in log-odds, symmetric like ``predict_proba``:
+        half the difference of the base model's contributions on ``x`` and on ``swap(x)``, so they sum
+        (with the bias, which cancels to 0) exactly to the symmetric raw score ``(f(x) - f(swap x)) / 2``.
+        LightGBM: its exact tree contributions (``pred_contrib=True``) from the booster, never the
+        compiled trees; a linear model: ``coef x feature``."""
+        X = np.asarray(X, dtype=np.float32)
+        both = [self._raw_contributions(X), self._raw_contributions(swap_margins(X, self.n_margins))]
+        half = 0.5 * (both[0] - both[1])
+        return half[:, :-1], half[:, -1]
+
+    def raw_score(self, X) -> np.ndarray:
+        """The symmetric raw score ``(f(x) - f(swap x)) / 2`` in log-odds (what :meth:`contributions` add up to)."""
+        X = np.asarray(X, dtype=np.float32)
+        return 0.5 * (self._raw(X) - self._raw(swap_margins(X, self.n_margins)))
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        est = self.estimator_
+        if hasattr(est, "booster_"):
+            return est.booster_.predict(X, raw_score=True, num_threads=0).astype(np.float64)
+        return self._raw_contributions(X).sum(axis=1)
+
+    def _raw_contributions(self, X: np.ndarray) -> np.ndarray:
+        """(n, F + 1): the base model's contributions and, last, its bias."""
+        est = self.estimator_
+        if hasattr(est, "booster_"):
+            return np.asarray(est.booster_.predict(X, pred_contrib=True, num_threads=0), dtype=np.float64)
+        if hasattr(est, "coef_"):
+            coef = np.asarray(est.coef_, dtype=np.float64)[0]
+            bias = np.full((len(X), 1), float(np.ravel(est.intercept_)[0]))
+            return np.hstack([X.astype(np.float64) * coef, bias])
+        raise TypeError(f"cannot explain a {type(est).__name__} stacker: use lightgbm or logistic")
+
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= DECISION_THRESHOLD).astype(int)

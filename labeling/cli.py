@@ -17,7 +17,7 @@ DEFAULT_CONTROL_GAP = 3
 DEFAULT_MIN_AGREEMENT = 0.6
 DEFAULT_MIN_CONSISTENCY = 0.7
 DEFAULT_MIN_CHECKS = 5
-STRATEGIES = ("random", "uncertain", "disagreement", "balanced")
+STRATEGIES = ("random", "uncertain", "disagreement", "balanced", "out-of-context", "abstained")
 
 
 def _positive_int(text: str) -> int:
@@ -38,7 +38,8 @@ def add_label_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="plan CSV to write (paths relative to --images)")
     p.add_argument("--strategy", choices=STRATEGIES, default="random",
                    help="random; uncertain (p_a near 0.5) and disagreement (members split) need --model; "
-                        "balanced evens out contexts (the model's routing, else top-level folders)")
+                        "out-of-context (references that fit no context) and abstained (what the model would abstain on) "
+                        "need --model RUN; balanced evens out contexts (the model's routing, else top-level folders)")
     p.add_argument("--model", help="backbone:NAME, a run folder or models:/NAME@ALIAS")
     p.add_argument("--pool-factor", type=_positive_int, default=DEFAULT_POOL_FACTOR,
                    help="the model ranks a random pool this many times the plan size")

@@ -8,6 +8,11 @@ Strategies (``make_plan(..., strategy=...)``):
   vote split (the share of members on the minority side of A vs B), then by the spread of the
   members' margins, each member's margins divided by their root mean square over the pool so
   that members on different scales count alike. Needs a model with two or more members.
+- ``out-of-context``: the same pool, references that fit no context first: ascending similarity of the
+  reference to its routed context's centroid (``context_similarity``; needs a trained run).
+- ``abstained``: the same pool, the triplets the model would abstain on first: ascending confidence
+  ``max(p_a, 1 - p_a)`` (the log says how many of them fall below the run's threshold for the default
+  target accuracy).
 - ``balanced``: the same number of triplets for every context, or, when labelled triplets are
   given with ``exclude``, as many as evens out the labelled counts (sparse contexts first).
   Contexts are those of the ``context`` column below (the model's routing, else the folders).
@@ -41,12 +46,16 @@ from ctxsim.labeling.pool import (
     list_images,
     triplet_key,
 )
-from ctxsim.schema import DEFAULT_CONTEXT, PATH, margin_column
+from ctxsim.schema import CONTEXT_SIMILARITY, DEFAULT_CONTEXT, OUT_OF_CONTEXT, PATH, margin_column
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "uncertain", "disagreement", "balanced")
-MODEL_STRATEGIES = ("uncertain", "disagreement")
+STRATEGIES = ("random", "uncertain", "disagreement", "balanced", "out-of-context", "abstained")
+MODEL_STRATEGIES = ("uncertain", "disagreement", "out-of-context", "abstained")
+#: Strategies that need what only a trained run gives (context centroids, a selective-answer calibration).
+RUN_STRATEGIES = ("out-of-context", "abstained")
+#: Target accuracy whose threshold ``abstained`` reports against.
+ABSTAINED_TARGET = 0.95
 #: Candidate pool size, as a multiple of the plan size, for the model-ranked strategies.
 DEFAULT_POOL_FACTOR = 10
 DEFAULT_SEED = 0
@@ -87,6 +96,9 @@ def make_plan(
         members = ", ".join(comparator.member_names)
         raise InputError([Problem("--model", f"the model has one member ({members}); --strategy disagreement needs two or more "
                                   "(a trained run), or use --strategy uncertain")])
+    if strategy in RUN_STRATEGIES and not hasattr(comparator, "set_target"):
+        raise InputError([Problem("--model", f"--strategy {strategy} needs a trained run (context centroids and held-out "
+                                  "confidences); a zero-shot backbone has neither")])
     if pool_factor < 1:
         raise InputError([Problem("--pool-factor", f"expected at least 1, got {pool_factor}")])
     root = Path(images).resolve()
@@ -104,7 +116,14 @@ def make_plan(
     else:
         candidates = _frame(pool.sample(n * pool_factor, rng))
         scored = comparator.score(candidates, images=root, margins=True)
-        key = uncertainty(scored) if strategy == "uncertain" else disagreement(scored, comparator.member_names)
+        if strategy == "uncertain":
+            key = uncertainty(scored)
+        elif strategy == "disagreement":
+            key = disagreement(scored, comparator.member_names)
+        elif strategy == "out-of-context":
+            key = out_of_context_rank(scored)
+        else:
+            key = abstention_rank(scored, comparator, n)
         ranked = scored.with_columns(pl.Series("_rank", key)).sort("_rank", maintain_order=True)
         chosen = [tuple(r) for r in ranked.head(n).select("ref", "a", "b").rows()]
     if len(chosen) < n:
@@ -115,6 +134,23 @@ def make_plan(
 def uncertainty(scored: pl.DataFrame) -> np.ndarray:
     """Sort key (lower first): how far ``p_a`` lies from 0.5."""
     return np.abs(scored["p_a"].to_numpy() - 0.5)
+
+
+def out_of_context_rank(scored: pl.DataFrame) -> np.ndarray:
+    """Sort key (lower first): out-of-context references first, then lower similarity to the routed context."""
+    flagged = scored[OUT_OF_CONTEXT].fill_null(False).to_numpy().astype(float)
+    return scored[CONTEXT_SIMILARITY].to_numpy() - 10.0 * flagged  # similarities are cosines in [-1, 1]
+
+
+def abstention_rank(scored: pl.DataFrame, comparator, n: int) -> np.ndarray:
+    """Sort key (lower first): confidence; logs how many of the ``n`` lowest the run would abstain on."""
+    conf = np.maximum(scored["p_a"].to_numpy(), 1 - scored["p_a"].to_numpy())
+    selection = comparator.with_options(target_accuracy=ABSTAINED_TARGET).selection if comparator.calibration is not None else None
+    if selection is not None:
+        below = int((np.sort(conf)[:n] < selection.threshold).sum())
+        log.info("abstained: %d of the %d least confident triplets fall below the threshold for accuracy %.2f", below,
+                 min(n, len(conf)), ABSTAINED_TARGET)
+    return conf
 
 
 def disagreement(scored: pl.DataFrame, members: Sequence[str]) -> np.ndarray:

@@ -86,6 +86,13 @@ def render_html(report: dict, figures: dict[str, str | None], gallery: list[dict
         parts.append(_table(tables.calibration_table(report)))
         parts.append(_figure(figures.get("reliability"), "reliability diagram",
                              "Reliability: share of triplets judged A against the mean predicted P(A) per bin."))
+    parts.append(_figure(figures.get("risk_coverage"), "risk-coverage curves",
+                         "Risk-coverage: accuracy of the answered rows against the share answered, most confident first; "
+                         "star: the selective answers of these rows; dashed: the target accuracy."))
+    parts.append(_table(tables.selective_table(report)))
+    parts.append(_table(tables.contributions_table(report)))
+    parts.append(_figure(figures.get("contributions"), "member x context contribution heatmap",
+                         "Mean |contribution| of each member (and context membership) to the ensemble's answer, per context."))
     if gallery:
         parts.append('<h2 id="gallery-title">Hardest misjudged triplets</h2>')
         parts.append("<p>The ensemble's most confident wrong answers. Green frame: the candidate people chose; red: the model's choice.</p>")

@@ -44,7 +44,8 @@ def render_markdown(report: dict) -> str:
         "Plots (accuracy intervals, heatmap, reliability diagram) and thumbnails: report.html.",
     ]
     parts.append("\n".join(f"- {escape_md(m)}" for m in report["messages"]))
-    builders = [tables.overall_table, tables.per_context_table, tables.counts_table, tables.calibration_table, tables.hardest_table]
+    builders = [tables.overall_table, tables.per_context_table, tables.counts_table, tables.calibration_table, tables.selective_table,
+                tables.contributions_table, tables.hardest_table]
     if report["notes"]:
         builders.insert(0, tables.notes_table)
     parts += [_table(b(report)) for b in builders]

@@ -125,3 +125,49 @@ def reliability_diagram(calibration: dict[str, dict]) -> str | None:
     bottom.set_xlabel("predicted P(A closer)")
     bottom.set_xlim(0, 1)
     return _data_uri(fig)
+
+
+def risk_coverage_plot(trust: dict) -> str | None:
+    """Accuracy of the answered rows against the share answered, per model (most confident answered first);
+    the selective answers of the scored rows, and the target, when there are some."""
+    curves = trust.get("risk_coverage") or {}
+    if not curves:
+        return None
+    fig = _figure(6.5, 4.5)
+    ax = fig.add_subplot()
+    for name, points in curves.items():
+        style = {"color": "black", "linewidth": 2, "zorder": 3} if name == "ensemble" else {"linewidth": 1}
+        ax.plot([p["coverage"] for p in points], [p["accuracy"] for p in points], label=name, **style)
+    overall = next((r for r in trust.get("selective") or [] if r["context"] == OVERALL and r.get("coverage") is not None), None)
+    if overall is not None and overall.get("answered_accuracy") is not None:
+        ax.plot([overall["coverage"]], [overall["answered_accuracy"]], marker="*", markersize=12, color="tab:red", linestyle="none",
+                label=f"answered here: {overall['coverage']:.1%}, accuracy {overall['answered_accuracy']:.3f}", zorder=4)
+    target = trust.get("target")
+    if target:
+        ax.axhline(target["target"], color="tab:red", linestyle="--", linewidth=1, label=f"target {target['target']:g}")
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("share answered (coverage)")
+    ax.set_ylabel("accuracy on answered rows")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.4, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return _data_uri(fig)
+
+
+def contribution_heatmap(contributions: dict | None) -> str | None:
+    """Member (and context membership) x context: mean |contribution| to the ensemble's answer."""
+    if not contributions:
+        return None
+    groups, contexts = contributions["groups"], contributions["contexts"]
+    grid = np.array([[contributions["mean_abs"][c].get(g, math.nan) for c in contexts] for g in groups])
+    fig = _figure(2.8 + COL_INCHES * len(contexts), 1.4 + 2 * ROW_INCHES * len(groups))
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="Blues", aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, "–" if math.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(contexts)), contexts, fontsize=8)
+    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    ax.xaxis.tick_top()
+    fig.colorbar(image, ax=ax, label="mean |contribution|", shrink=0.8)
+    return _data_uri(fig)

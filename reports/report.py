@@ -25,6 +25,7 @@ from ctxsim.reports.gallery import DEFAULT_GALLERY_SIZE, Thumbnailer, gallery
 from ctxsim.reports.html_page import render_html
 from ctxsim.reports.markdown import render_markdown
 from ctxsim.reports.scored import BASELINE, MEMBER, prepare, source_of
+from ctxsim.reports.trust import trust_section
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def build_report(
         "accuracy": plots.accuracy_plot(report["accuracy"], report["models"]),
         "heatmap": plots.accuracy_heatmap(report["accuracy"], report["models"]),
         "reliability": plots.reliability_diagram(report["calibration"]),
+        "risk_coverage": plots.risk_coverage_plot(report["trust"]),
+        "contributions": plots.contribution_heatmap(report["trust"]["contributions"]),
     }
     texts = {
         "html": render_html(report, figures, items),
@@ -96,6 +99,7 @@ def summarise(frame: pl.DataFrame, models, *, title: str = DEFAULT_TITLE, notes:
         "accuracy": model_accuracy(frame, models),
         "calibration": {},
         "hardest": [],
+        "trust": trust_section(frame, models, notes),
     }
     if labelled:
         y_a = (frame["label"] == "A").to_numpy()

@@ -15,14 +15,19 @@ import polars as pl
 from ctxsim.data.triplets import TripletFile, resolved_paths, validate
 from ctxsim.errors import InputError, Problem
 from ctxsim.schema import (
+    ABSTAIN,
+    ANSWERED,
     BASELINE_PREFIX,
+    CONTEXT_SIMILARITY,
     CORRECT,
     DECISION_THRESHOLD,
     DEFAULT_CONTEXT,
     IMAGE_COLUMNS,
     LABELS,
     MARGIN_PREFIX,
+    OUT_OF_CONTEXT,
     PATH,
+    PRED_RAW,
     PREDICTION,
     PROBABILITY,
     ROW,
@@ -135,6 +140,15 @@ def prepare(
             problems += found
     if "label" in df.columns:
         problems += _bad_values(df, pl.col("label").cast(pl.String), LABELS, "label", source)
+    for c in (ANSWERED, OUT_OF_CONTEXT):
+        if c in df.columns:
+            expr, found = _bool_column(df, c, source, nullable=c == OUT_OF_CONTEXT)
+            typed.append(expr)
+            problems += found
+    if CONTEXT_SIMILARITY in df.columns:
+        expr, found = _float_column(df, CONTEXT_SIMILARITY, source, probability=False)
+        typed.append(expr)
+        problems += found
     df = df.with_columns(typed)
     if problems:
         raise InputError(problems)
@@ -174,6 +188,18 @@ def _float_column(df: pl.DataFrame, column: str, source: str, *, probability: bo
     return value.alias(column), problems
 
 
+def _bool_column(df: pl.DataFrame, column: str, source: str, *, nullable: bool) -> tuple[pl.Expr, list[Problem]]:
+    raw = pl.col(column)
+    if df.schema[column] == pl.Boolean:
+        value = raw
+    else:
+        value = raw.cast(pl.String).str.strip_chars().str.to_lowercase().replace_strict(_BOOLEAN_TEXT, default=None, return_dtype=pl.Boolean)
+    bad = value.is_null() & (raw.is_not_null() & (raw.cast(pl.String).str.strip_chars() != "") if nullable else pl.lit(True))
+    rows = df.filter(bad).select(ROW, raw.cast(pl.String)).rows()
+    return value.alias(column), [Problem(source, "expected true or false" + (f", got {v!r}" if v is not None else ""), row, column)
+                                 for row, v in rows]
+
+
 def _vote_column(df: pl.DataFrame, column: str, source: str) -> tuple[pl.Expr, list[Problem]]:
     raw = pl.col(column)
     text = raw.cast(pl.String).str.strip_chars()
@@ -196,13 +222,27 @@ def _check_prediction(df: pl.DataFrame, source: str) -> list[Problem]:
     if PREDICTION not in df.columns:
         return []
     pred = pl.col(PREDICTION).cast(pl.String)
-    problems = _bad_values(df, pred, LABELS, PREDICTION, source)
+    selective = ANSWERED in df.columns  # selective answers: pred abstains where not answered, pred_raw is the choice
+    problems = _bad_values(df, pred, (*LABELS, ABSTAIN) if selective else LABELS, PREDICTION, source)
+    if selective and PRED_RAW in df.columns:
+        problems += _bad_values(df, pl.col(PRED_RAW).cast(pl.String), LABELS, PRED_RAW, source)
     if problems:
         return problems
     expected = ScoredModel(ENSEMBLE, ENSEMBLE, PROBABILITY).prediction()
-    rows = df.filter(pred != expected).select(ROW, pred, PROBABILITY).rows()
-    return [Problem(source, f"pred {v!r} disagrees with p_a = {p:.4g} (A when p_a >= {DECISION_THRESHOLD})", row, PREDICTION)
-            for row, v, p in rows]
+    checks = [(PREDICTION, pred, pl.lit(True))]
+    if selective:
+        checks = [(PREDICTION, pred, pred != ABSTAIN)] + ([(PRED_RAW, pl.col(PRED_RAW).cast(pl.String), pl.lit(True))]
+                                                         if PRED_RAW in df.columns else [])
+    found = []
+    for column, value, applies in checks:
+        rows = df.filter(applies & (value != expected)).select(ROW, value, PROBABILITY).rows()
+        found += [Problem(source, f"{column} {v!r} disagrees with p_a = {p:.4g} (A when p_a >= {DECISION_THRESHOLD})", row, column)
+                  for row, v, p in rows]
+    if selective:
+        rows = df.filter((pred == ABSTAIN) == pl.col(ANSWERED)).select(ROW, pred, pl.col(ANSWERED)).rows()
+        found += [Problem(source, f"pred {v!r} disagrees with answered = {str(a).lower()} (abstain exactly where not answered)",
+                          row, PREDICTION) for row, v, a in rows]
+    return found
 
 
 def _check_correct(df: pl.DataFrame, source: str) -> list[Problem]:
@@ -215,9 +255,11 @@ def _check_correct(df: pl.DataFrame, source: str) -> list[Problem]:
     problems = [Problem(source, "expected true or false" + (f", got {v!r}" if v is not None else ""), row, CORRECT) for row, v in rows]
     if problems:
         return problems
-    pred = pl.col(PREDICTION) if PREDICTION in df.columns else ScoredModel(ENSEMBLE, ENSEMBLE, PROBABILITY).prediction()
+    # correct judges the raw choice (with selective answers, pred may abstain)
+    pred = ScoredModel(ENSEMBLE, ENSEMBLE, PROBABILITY).prediction() if ANSWERED in df.columns or PREDICTION not in df.columns \
+        else pl.col(PREDICTION)
     rows = df.filter(value != (pred == pl.col("label"))).select(ROW, raw.cast(pl.String)).rows()
-    return [Problem(source, f"correct {v!r} disagrees with pred == label", row, CORRECT) for row, v in rows]
+    return [Problem(source, f"correct {v!r} disagrees with the prediction == label", row, CORRECT) for row, v in rows]
 
 
 def _finish(df: pl.DataFrame) -> pl.DataFrame:
@@ -228,4 +270,4 @@ def _finish(df: pl.DataFrame) -> pl.DataFrame:
         pred.alias(PREDICTION),
         pl.col("id").cast(pl.String),
         *(pl.col(c).cast(pl.String) for c in (*IMAGE_COLUMNS, "label") if c in df.columns),
-    ).drop(CORRECT, strict=False)
+    ).drop(CORRECT, PRED_RAW, strict=False)

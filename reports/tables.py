@@ -101,3 +101,30 @@ def notes_table(report: dict) -> Table:
         return v if isinstance(v, str) else json.dumps(v, default=str)
 
     return Table("notes", "Notes", ["note", "value"], [[str(k), show(v)] for k, v in report["notes"].items()])
+
+
+def selective_table(report: dict) -> Table:
+    """Selective answers and out-of-context references per context (empty without those columns)."""
+    rows = report["trust"]["selective"]
+    cols = [(k, h) for k, h in (("rows", "triplets"), ("answered", "answered"), ("coverage", "coverage"),
+                                ("answered_accuracy", "accuracy on answered"), ("threshold", "lowest confidence answered"),
+                                ("out_of_context", "out-of-context triplets"), ("out_of_context_refs", "out-of-context references"))
+            if any(r.get(k) is not None for r in rows)]
+    ordered = sorted(rows, key=lambda r: _context_order(rows)[r["context"]])
+    target = report["trust"].get("target")
+    title = "Selective answers and out-of-context references per context"
+    if target:
+        threshold = "no threshold meets it: every row abstains" if target.get("threshold") is None else \
+            f"threshold {fmt(target['threshold'], 4)}, expected coverage {fmt(target['coverage'])}"
+        title += f" (target accuracy {target['target']:g} at delta {target['delta']:g}: {threshold})"
+    return Table("selective", title, ["context", *(h for _, h in cols)], [[r["context"], *(fmt(r.get(k)) for k, _ in cols)] for r in ordered],
+                 (False, *([True] * len(cols))))
+
+
+def contributions_table(report: dict) -> Table:
+    c = report["trust"]["contributions"]
+    if not c:
+        return Table("contributions", "", [], [])
+    rows = [[g, *(fmt(c["mean_abs"][ctx].get(g)) for ctx in c["contexts"])] for g in c["groups"]]
+    return Table("contributions", "Mean |contribution| to the ensemble's answer, per member and context (compare --explain=full)",
+                 ["member", *c["contexts"]], rows, (False, *([True] * len(c["contexts"]))))

@@ -20,12 +20,15 @@ from ctxsim.embedding import distances
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.members.backbones import create_backbone
 from ctxsim.schema import (
+    ABSTAIN,
+    ANSWERED,
     DECISION_THRESHOLD,
     DEFAULT_CONTEXT,
     IMAGE_COLUMNS,
     LABEL_A,
     LABEL_B,
     PATH,
+    PRED_RAW,
     ZEROSHOT,
     margin_column,
 )
@@ -114,13 +117,17 @@ class Comparator(ABC):
         """The chunk with ``context``, ``p_a``, ``pred``, ``correct`` (when labelled) and ``margin_*``."""
         member_margins, ref = self.member_margins(chunk)
         p_a, context, extra = self._combine(member_margins, ref, chunk)
+        pred = np.where(p_a >= DECISION_THRESHOLD, LABEL_A, LABEL_B)
+        if ANSWERED in extra:  # selective answers: ``pred`` abstains where not answered, ``pred_raw`` keeps the choice
+            extra = {PRED_RAW: pred, **extra}
         out = chunk.drop("context", strict=False).with_columns(
             context.alias("context"),
             pl.Series("p_a", p_a, dtype=pl.Float64),
-            pl.Series("pred", np.where(p_a >= DECISION_THRESHOLD, LABEL_A, LABEL_B)),
+            pl.Series("pred", pred if ANSWERED not in extra else np.where(extra[ANSWERED], pred, ABSTAIN)),
         )
-        if "label" in chunk.columns:
-            out = out.with_columns(pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")).alias("correct"))
+        if "label" in chunk.columns:  # ``correct`` judges the raw choice, answered or not
+            raw = pl.Series(pred, dtype=pl.String)
+            out = out.with_columns(pl.when(pl.col("label").is_null()).then(None).otherwise(pl.lit(raw) == pl.col("label")).alias("correct"))
         if margins:
             out = out.with_columns(pl.Series(margin_column(m), v, dtype=pl.Float64) for m, v in member_margins.items())
         return out.with_columns(pl.Series(name, v) for name, v in extra.items())

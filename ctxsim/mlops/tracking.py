@@ -207,6 +207,8 @@ def log_training(run_dir: str | os.PathLike, metrics: dict, cfg, csvs, register:
     values = {k: v for system, rows in metrics.get("accuracy", {}).items() for k, v in accuracy_metrics(rows, system).items()}
     values |= {f"ensemble/cv_accuracy/{safe_name(k)}": v for k, v in metrics.get("ensemble", {}).get("cv_accuracy", {}).items()
                if v is not None and v == v}
+    for t in metrics.get("selective", {}).get("targets", []):  # expected coverage of selective answers
+        values[f"selective/coverage_at_{t['target']:g}"] = t["coverage"]
     if "seconds" in metrics:
         values["train_seconds"] = metrics["seconds"]
 

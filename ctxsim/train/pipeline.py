@@ -47,6 +47,7 @@ from ctxsim.schema import (
 )
 from ctxsim.train.member_fits import FitJob, MemberTrainer
 from ctxsim.train.ray_backend import fit_members_ray
+from ctxsim.train.trust import fit_context_floors, selective_calibration, trust_metrics
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +149,15 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     val_accuracy = _accuracy_table(oof, names, y, weight, row_context, contexts.names)
     x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
     ensemble, cv_pred = Ensemble.fit(x, (y > 0).astype(int), weight, row_fold, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
+    calibration, selections = selective_calibration(cv_pred[ensemble.chosen], y, weight)
+    fit_context_floors(contexts, zeroshot, idx["ref"], membership)
 
     with new_run(out) as run:  # the run folder appears whole, or not at all
         manifest = RunManifest(backbone=cfg.backbone, members=names, contexts=contexts.names, config=cfg.to_dict())
-        run.save_model(contexts, specs, weights, ensemble, manifest)
+        run.save_model(contexts, specs, weights, ensemble, manifest, calibration, [s.as_dict() for s in selections])
         scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
         metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
+        metrics |= trust_metrics(selections, contexts)
         run.write_metrics(metrics)
         _write_report(scored, run.report_dir, metrics)
     return metrics

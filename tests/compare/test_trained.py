@@ -75,9 +75,9 @@ def comparator(run_dir):
 def test_loads_a_run_folder(run_dir, comparator):
     _, run, _, _ = run_dir
     assert comparator.member_names == MEMBERS and comparator.contexts.names == ["blue", "red"]
-    assert comparator.extra_columns == [f"p_a_{c}" for c in COMBINERS]
+    assert comparator.extra_columns == [f"p_a_{c}" for c in COMBINERS] + ["context_similarity", "out_of_context"]
     assert isinstance(load_comparator(str(run), progress=False), RunComparator)
-    assert RunComparator(run, progress=False).extra_columns == []
+    assert RunComparator(run, progress=False).extra_columns == ["context_similarity", "out_of_context"]
 
 
 def test_not_a_run_folder(tmp_path):

@@ -139,3 +139,29 @@ def test_save_load_round_trip(tmp_path):
     probe, _ = blobs([4, 4, 4], seed=3)
     np.testing.assert_array_equal(back.membership(probe), ctx.membership(probe))
     np.testing.assert_array_equal(back.assign(probe), ctx.assign(probe))
+
+
+def test_out_of_context_floors_flag_an_image_far_from_every_training_reference(tmp_path):
+    rng = np.random.default_rng(0)
+    # two contexts along the first two axes; training references scattered close to them
+    centroids = np.eye(4)[:2]
+    refs = np.vstack([centroids[k] + 0.1 * rng.normal(size=(50, 4)) for k in (0, 1)])
+    contexts = Contexts(["x", "y"], centroids, "declared").fit_floors(refs)
+    routed, sim = contexts.similarity(refs)
+    np.testing.assert_array_equal(routed, np.repeat([0, 1], 50))
+    for k in (0, 1):  # the floor is the 1st percentile of the context's own references
+        assert contexts.floors[k] == pytest.approx(np.percentile(sim[routed == k], 1.0))
+    assert contexts.out_of_context(routed, sim).sum() == 2  # one reference per context lies below its 1st percentile
+    far = np.array([[0.0, 0.0, 1.0, 0.0], [0.7, 0.7, 0.1, 0.0]])  # along an axis no reference uses; between both
+    routed_far, sim_far = contexts.similarity(far)
+    assert sim_far[0] == pytest.approx(0.0, abs=1e-6)
+    assert contexts.out_of_context(routed_far, sim_far).tolist() == [True, True]
+    contexts.save(tmp_path)
+    again = Contexts.load(tmp_path)
+    np.testing.assert_allclose(again.floors, contexts.floors)
+
+
+def test_contexts_saved_without_floors_flag_nothing(tmp_path):
+    Contexts(["x"], np.eye(3)[:1], "discovered").save(tmp_path)
+    loaded = Contexts.load(tmp_path)
+    assert loaded.floors is None and loaded.out_of_context(np.zeros(1, int), np.zeros(1)) is None

@@ -104,3 +104,18 @@ def test_all_ties_give_no_majority_accuracy():
 
 def test_empty_tally():
     assert AccuracyTally().summary() == []
+
+
+def test_tally_reports_answered_share_and_accuracy_on_answered_rows():
+    chunk = pl.DataFrame({"context": ["x", "x", "x", "y"], "pred": ["A", "abstain", "abstain", "B"],
+                          "pred_raw": ["A", "B", "A", "B"], "answered": [True, False, False, True],
+                          "correct": [True, True, False, False], "votes_a": [3, 0, 1, 2], "votes_b": [1, 2, 1, 0]})
+    tally = AccuracyTally()
+    tally.update(chunk)
+    rows = {r["context"]: r for r in tally.summary()}
+    assert rows["x"]["answered"] == pytest.approx(1 / 3) and rows["x"]["answered_accuracy"] == 1.0
+    assert rows["y"]["answered"] == 1.0 and rows["y"]["answered_accuracy"] == 0.0
+    assert rows["(all)"]["answered"] == 0.5 and rows["(all)"]["answered_accuracy"] == 0.5
+    assert rows["(all)"]["accuracy"] == 0.5  # every row counts in accuracy, judged on pred_raw
+    # votes side with pred_raw, not with "abstain": x has 3 + 2 + 1 of 8 votes, y 0 of 2
+    assert rows["x"]["vote_agreement"] == pytest.approx(6 / 8) and rows["y"]["vote_agreement"] == 0.0

@@ -128,7 +128,10 @@ def test_report_and_model_artifacts(tracked, client, store):
     assert not any(f.startswith("artifacts/run/report") for f in files), "the validation report is not part of the model"
     info = mlflow.models.get_model_info(f"models:/{model.model_id}")
     assert [c.name for c in info.signature.inputs.inputs] == ["ref", "a", "b", "context"]
-    assert [(c.name, c.type.name) for c in info.signature.outputs.inputs] == [("p_a", "double"), ("pred", "string"), ("context", "string")]
+    outputs = [(c.name, c.type.name) for c in info.signature.outputs.inputs]
+    assert outputs[:3] == [("p_a", "double"), ("pred", "string"), ("context", "string")]
+    assert {"pred_raw", "answered", "why", "context_similarity", "out_of_context"} <= {n for n, _ in outputs[3:]}
+    assert {p.name for p in info.signature.params.params} == {"images", "target_accuracy", "delta", "explain"}
 
 
 def test_model_loads_in_a_fresh_process_and_scores_like_the_run_folder(tracked):

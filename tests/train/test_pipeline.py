@@ -169,6 +169,7 @@ def test_ctxsim_train_command(tmp_path, capsys, isolated_cwd):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Out-of-fold accuracy" in printed and str(tmp_path / "run") in printed
+    assert "expected coverage at each target accuracy" in printed
     cfg = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert cfg["ensemble"]["stacker"] == "logistic" and cfg["member"]["epochs"] == 1 and cfg["backbone"] == "test_tiny"
     # a bad setting is refused before anything is trained
