@@ -2,6 +2,7 @@
 when a command runs, so that ``ctxsim --help`` never imports the model stack."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ from ctxsim.data.importers import import_dataset
 from ctxsim.data.splits import split_files
 from ctxsim.data.triplets import validate
 from ctxsim.demo import run_demo
-from ctxsim.atomic import write_problem
+from ctxsim.atomic import write_problem, write_text_atomic
 from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
 from ctxsim.mlops.tracking import log_training
+from ctxsim.reports.gallery import Thumbnailer
 from ctxsim.reports.report import REPORT_FILES, build_report
+from ctxsim.retrieval.index import build_index
+from ctxsim.retrieval.page import write_search_page
 from ctxsim.reports.scored import read_scored
 from ctxsim.schema import OVERALL
 from ctxsim.train.pipeline import train_run
@@ -73,6 +77,38 @@ def compare(args) -> int:
         build_report(read_scored(args.out, images), args.report, title=f"ctxsim compare: {args.model}",
                      notes={"model": args.model, "triplets": [str(t) for t in args.triplets]})
         log.info("report written to %s", args.report)
+    return 0
+
+
+def index_build(args) -> int:
+    if args.batch_images < 1:
+        print("error: --batch-images must be at least 1", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    check_outputs((args.out, True))
+    comparator = load_comparator(args.model, device=args.device, progress=False)
+    result = build_index(comparator, args.images, args.out, model=args.model, uri=args.milvus, batch_images=args.batch_images,
+                         skip_bad_images=args.skip_bad_images)
+    print(f"{result.images} images: {result.added} added, {result.already} already indexed, {len(result.bad)} skipped -> {result.index}")
+    for problem in result.bad:
+        print(problem, file=sys.stderr)
+    return 0
+
+
+def search(args) -> int:
+    if args.k < 1 or args.rerank < 0:
+        print("error: --k must be at least 1 and --rerank at least 0", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    check_outputs((args.out, False), (args.html, False))
+    comparator = load_comparator(args.model, device=args.device, progress=False)
+    results = comparator.search(args.query, k=args.k, index=args.index, rerank=args.rerank, ranking=args.ranking)
+    if args.out and str(args.out).endswith(".json"):
+        write_text_atomic(args.out, json.dumps(results.to_dicts(), indent=1))
+    elif args.out:
+        write_text_atomic(args.out, results.write_csv())
+    if args.html:
+        write_search_page(results, str(Path(args.query).resolve()), args.html, Thumbnailer())
+    if not args.out:
+        print_table(results.to_dicts(), title=f"{args.query}: context {results['context'][0] if results.height else '-'}")
     return 0
 
 

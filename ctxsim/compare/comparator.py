@@ -19,6 +19,7 @@ from ctxsim.data.triplets import resolved_paths
 from ctxsim.embedding import distances
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.members.backbones import create_backbone
+from ctxsim.retrieval import search as retrieval
 from ctxsim.schema import (
     DECISION_THRESHOLD,
     DEFAULT_CONTEXT,
@@ -146,6 +147,17 @@ class Comparator(ABC):
             return np.zeros((0, 0), np.float32)
         codes = self._codes(paths)  # first: embedding new images replaces the arrays in self._data
         return self._data[member][codes]
+
+    def member_embeddings(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
+        """Every member's normalised embedding of ``paths`` (resolved image paths), one row per path, not
+        kept in the comparator's image index: a catalogue is embedded batch by batch in flat memory."""
+        data = self._image_data([os.fspath(p) for p in paths])
+        return {m: data[m] for m in self.member_names}
+
+    def search(self, query: str | os.PathLike, k: int = retrieval.DEFAULT_K, index=None, **kw):
+        """The ``k`` images of a catalogue ``index`` (``ctxsim index build``) closest to ``query`` in its
+        context, re-ranked by this model (see :func:`ctxsim.retrieval.search.search`)."""
+        return retrieval.search(self, query, k, index, **kw)
 
 
 class ZeroShotComparator(Comparator):
