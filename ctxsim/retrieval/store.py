@@ -8,6 +8,7 @@ when a Milvus store is opened, never at import time.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ class MilvusStore(VectorStore):
     def __init__(self, uri: str, token: str | None = None):
         from pymilvus import MilvusClient
 
+        logging.getLogger("milvus_lite").setLevel(logging.WARNING)  # no line per server start and stop
         self.uri = uri
         self.lite = not re.match(r"^[a-z]+://", uri)
         if self.lite:
@@ -119,6 +121,10 @@ class MilvusStore(VectorStore):
 
     def close(self) -> None:
         self.client.close()
+        if self.lite:  # Milvus Lite serves the file from this process until released
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.uri)
 
 
 def _quoted(ids: list[str]) -> str:
