@@ -54,6 +54,7 @@ class Comparator(ABC):
         self._index: dict[str, int] = {}
         self._data: dict[str, np.ndarray] = {}  # per-image arrays (member embeddings, memberships), in index order
         self._tables: dict[str, np.ndarray] = {}
+        self._packed: distances.PackedEmbeddings | None = None  # past MAX_TABLE_IMAGES: all members in one matrix
 
     @property
     @abstractmethod
@@ -86,6 +87,7 @@ class Comparator(ABC):
                 self._data[key] = np.concatenate([self._data[key], arr]) if key in self._data else arr
             self._index.update({p: len(self._index) + i for i, p in enumerate(new)})
             self._tables.clear()
+            self._packed = None
         return paths.replace_strict(self._index, return_dtype=pl.Int64).to_numpy()
 
     def prepare(self, paths: Sequence[str]) -> None:
@@ -107,8 +109,17 @@ class Comparator(ABC):
     def member_margins(self, chunk: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every member's margin per row of a resolved chunk, and the reference indices."""
         ref, a, b = (self._codes(chunk[PATH[c]]) for c in IMAGE_COLUMNS)
+        if len(self._index) > distances.MAX_TABLE_IMAGES:
+            both = self._packed_embeddings().margins(ref, a, b)
+            return {m: np.ascontiguousarray(both[:, i]) for i, m in enumerate(self.member_names)}, ref
         out = {m: distances.margins(self._data[m], ref, a, b, self._table(m)) for m in self.member_names}
         return out, ref
+
+    def _packed_embeddings(self) -> distances.PackedEmbeddings:
+        if self._packed is None:
+            self._packed = distances.PackedEmbeddings([self._data[m] for m in self.member_names])
+            self._data.update(zip(self.member_names, self._packed.views()))  # one copy of the embeddings in memory
+        return self._packed
 
     # -- scoring --------------------------------------------------------------------------------------
     def predict(self, chunk: pl.DataFrame, *, margins: bool = False) -> pl.DataFrame:
