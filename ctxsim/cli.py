@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", action="store_true", help="a run: add p_a_<combiner> for every baseline ensemble")
     p.add_argument("--report", metavar="DIR", help="also write the HTML/JSON/Markdown report of the scored rows here")
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run from its last complete chunk")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out rows naming unreadable images (listed in OUT.bad-images.txt) instead of exit 2")
     _add_ray_flag(p, "shard the CSVs over a Ray cluster (pip install ctxsim[ray])")
     p.set_defaults(handler="ctxsim.commands:compare")
 

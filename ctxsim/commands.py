@@ -60,8 +60,8 @@ def data_split(args) -> int:
 def compare(args) -> int:
     check_outputs((args.out, False), (args.report, True))
     if args.ray is not None:
-        if args.resume:
-            print("error: --resume is for single-machine runs (leave out --ray)", file=sys.stderr)
+        if args.resume or args.skip_bad_images:
+            print("error: --resume and --skip-bad-images are for single-machine runs (leave out --ray)", file=sys.stderr)
             return EXIT_INVALID_INPUT
 
         tally = compare_ray(args.model, args.triplets, args.out, args.images, address=args.ray, shard_rows=args.chunk_rows,
@@ -70,7 +70,7 @@ def compare(args) -> int:
         options = {"baselines": True} if args.baselines else {}
         comparator = load_comparator(args.model, device=args.device, **options)
         tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows,
-                              margins=args.margins, resume=args.resume)
+                              margins=args.margins, resume=args.resume, skip_bad_images=args.skip_bad_images)
     print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
     if args.report:
         images = args.images or Path(args.triplets[0]).parent  # where compare resolved the relative paths

@@ -21,6 +21,7 @@ import numpy as np
 
 from ctxsim.atomic import write_text_atomic
 from ctxsim.data.images import file_digest, image_problem
+from ctxsim.embedding.bad_images import write_bad_images
 from ctxsim.embedding.progress import Progress
 from ctxsim.errors import InputError, Problem
 from ctxsim.retrieval.store import MilvusStore, VectorStore, collection_name
@@ -36,7 +37,6 @@ DEFAULT_BATCH_IMAGES = 512
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 #: Threads that hash and check image files.
 IO_THREADS = 8
-BAD_IMAGES_SUFFIX = ".bad-images.txt"
 
 
 @dataclass
@@ -63,21 +63,6 @@ class Manifest:
 
     def write(self, folder: Path) -> None:
         write_text_atomic(folder / INDEX_FILE, json.dumps(asdict(self), indent=1))
-
-
-def bad_images_file(out: str | os.PathLike) -> Path:
-    """The sidecar that lists the images a build (or compare) skipped: ``<out>.bad-images.txt``."""
-    out = Path(out)
-    return out.with_name(out.name + BAD_IMAGES_SUFFIX)
-
-
-def write_bad_images(out: str | os.PathLike, problems: Sequence[Problem]) -> Path | None:
-    """List the skipped images (``path<TAB>reason`` per line) beside ``out``; None when there are none."""
-    path = bad_images_file(out)
-    if not problems:
-        return None
-    write_text_atomic(path, "".join(f"{p.file}\t{p.message}\n" for p in problems))
-    return path
 
 
 class CatalogueIndex:
@@ -190,7 +175,7 @@ def build_index(
         if problems and not skip_bad_images:
             raise InputError(problems)
         if problems:
-            listed = write_bad_images(out, problems)
+            listed = write_bad_images(out, [(p.file, p.message) for p in problems])
             log.warning("index: skipping %d unreadable images (listed in %s)", len(problems), listed)
             bad = {p.file for p in problems}
             todo = [d for d in todo if by_digest[d] not in bad]

@@ -103,7 +103,7 @@ class MilvusStore(VectorStore):
         vectors = np.asarray(vectors, dtype=np.float32)
         for start in range(0, len(ids), INSERT_CHUNK):
             stop = start + INSERT_CHUNK
-            rows = [{_ID: i, _VEC: v, _PATH: p} for i, v, p in zip(ids[start:stop], vectors[start:stop].tolist(), paths[start:stop])]
+            rows = [{_ID: i, _VEC: v, _PATH: p} for i, v, p in zip(ids[start:stop], vectors[start:stop], paths[start:stop])]
             self.client.upsert(name, rows)
         self.client.flush(name)
 

@@ -6,7 +6,8 @@ import pytest
 
 from ctxsim.compare.model_uri import load_comparator
 from ctxsim.errors import InputError
-from ctxsim.retrieval.index import CatalogueIndex, bad_images_file, build_index, list_images
+from ctxsim.embedding.bad_images import bad_images_file
+from ctxsim.retrieval.index import CatalogueIndex, build_index, list_images
 from tests.synthetic import write_images
 
 MODEL = "backbone:test_tiny"
