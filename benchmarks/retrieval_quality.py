@@ -104,6 +104,15 @@ def main(argv=None) -> dict:
                **evaluate(comparator, index, heldout, rerank)}
         results.append(row)
         print(row, file=sys.stderr)
+    # the same held-out triplets scored directly by the ensemble (compare): what a ranking could at best agree with
+    scored = load_comparator(str(run), progress=False).score(heldout.select("ref", "a", "b", "label", "_ref_path", "_a_path", "_b_path")
+                                                              .with_columns(pl.col("_ref_path").alias("ref"), pl.col("_a_path").alias("a"),
+                                                                            pl.col("_b_path").alias("b")))
+    right = int(scored["correct"].sum())
+    low, high = wilson(right, scored.height)
+    results.append({"system": "ensemble on the triplets (compare, no retrieval)", "model": run.name, "rerank": None,
+                    "triplets": scored.height, "right": right, "accuracy": round(right / scored.height, 4),
+                    "ci_low": round(low, 4), "ci_high": round(high, 4), "queries": None, "query_s_median": None})
     base = results[0]["accuracy"]
     for row in results:
         row["vs_zero_shot"] = round(row["accuracy"] - base, 4) if row["accuracy"] is not None and base is not None else None
