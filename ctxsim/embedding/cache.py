@@ -126,7 +126,7 @@ def _forward_batches(paths, backbone, device, batch_size, decode_threads, prefet
     import torch
 
     transform = backbone.preprocess.transform()
-    prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))  # noqa: E731
+    prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))
     backbone = backbone.to(device).eval()
     batches = [paths[start : start + batch_size] for start in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ctxsim.data.images import load_image
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.errors import ImageError
-from ctxsim.data.images import load_image
 from ctxsim.members.backbones import create_backbone
 
 

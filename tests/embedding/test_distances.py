@@ -58,8 +58,8 @@ def test_margin_is_invariant_to_vector_length_after_normalising():
 
 
 # -- packed embeddings: margins for any number of unique images -------------------------------------------
-from ctxsim.embedding import distances  # noqa: E402
-from ctxsim.embedding.distances import PackedEmbeddings  # noqa: E402
+from ctxsim.embedding import distances
+from ctxsim.embedding.distances import PackedEmbeddings
 
 
 def _pool(n=300, dims=(16, 16, 16), seed=0):

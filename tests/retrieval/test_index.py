@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ctxsim.compare.model_uri import load_comparator
-from ctxsim.errors import InputError
 from ctxsim.embedding.bad_images import bad_images_file
+from ctxsim.errors import InputError
 from ctxsim.retrieval.index import CatalogueIndex, build_index, list_images
 from tests.synthetic import write_images
 
