@@ -14,7 +14,7 @@ import polars as pl
 from ctxsim.atomic import write_text_atomic
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.card{width:140px;font-size:12px;word-break:break-all}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.card{width:140px;font-size:12px}.card small,.card span{overflow-wrap:anywhere}
 .card img{width:128px;height:128px;object-fit:contain;background:#f3f3f3;display:block}
 .query img{width:192px;height:192px;object-fit:contain;background:#f3f3f3}"""
 
@@ -26,7 +26,7 @@ def search_page(results: pl.DataFrame, query: str, thumb: Callable[[str], str], 
     for row in results.iter_rows(named=True):
         score = "" if row["score"] is None else f"score {row['score']:.3f} · "
         cards.append(f'<div class="card"><img src="{thumb(row["path"])}" alt="">'
-                     f'<b>#{row["rank"]}</b> {score}cos {row["similarity"]:.3f}<br>{e(os.path.basename(row["path"]))}'
+                     f'<b>#{row["rank"]}</b> {score}cos {row["similarity"]:.3f}<br><span>{e(os.path.basename(row["path"]))}</span>'
                      f'<br><small title="{e(row["path"])}">{e(row["members"])}</small></div>')
     title = title or f"ctxsim search: {os.path.basename(query)}"
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style></head><body>"

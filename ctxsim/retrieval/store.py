@@ -61,7 +61,8 @@ class MilvusStore(VectorStore):
     def __init__(self, uri: str, token: str | None = None):
         from pymilvus import MilvusClient
 
-        logging.getLogger("milvus_lite").setLevel(logging.WARNING)  # no line per server start and stop
+        for quiet in ("milvus_lite", "faiss", "faiss.loader"):  # no line per server start and stop, nor for loading faiss
+            logging.getLogger(quiet).setLevel(logging.WARNING)
         self.uri = uri
         self.lite = not re.match(r"^[a-z]+://", uri)
         if self.lite:
