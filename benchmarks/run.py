@@ -1,6 +1,7 @@
 """Run benchmarks by name: ``python benchmarks/run.py NAME [NAME ...] [-- ARGS]`` or ``all``.
 
-Names: compare_throughput, members_concurrency, steady_state, memory, scaling, training_time, profiling (and any other
+Names: compare_throughput, members_concurrency, steady_state, memory, scaling, training_time, profiling, unique_images,
+index_scale, retrieval_quality (and any other
 ``benchmarks/<name>.py`` with a ``main(argv)``). Each prints its table and writes
 ``benchmarks/results/<name>.json``. Arguments after ``--`` go to every benchmark (e.g. ``--work DIR``).
 """

@@ -17,7 +17,8 @@ _LOADER = "ctxsim.compare.model_uri"
 def load(model: str, **kwargs):
     """A comparator for ``backbone:NAME``, a training run folder, or ``models:/NAME@ALIAS``.
 
-    The comparator has ``.compare(ref, a, b)``, ``.score(df)`` and ``.embed(images, member=...)``.
+    The comparator has ``.compare(ref, a, b)``, ``.score(df)``, ``.embed(images, member=...)`` and
+    ``.search(query, k=20, index=INDEX)`` (top-k over a catalogue built by ``ctxsim index build``).
     """
     return importlib.import_module(_LOADER).load_comparator(model, **kwargs)
 

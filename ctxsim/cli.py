@@ -72,8 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the threshold on these labelled triplets instead of the run's out-of-fold predictions")
     p.add_argument("--explain", nargs="?", const="top", choices=["top", "full"],
                    help="a run: add why (the members and contexts that moved p_a most); =full adds contrib_<feature> columns")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out rows naming unreadable images (listed in OUT.bad-images.txt) instead of exit 2")
     _add_ray_flag(p, "shard the CSVs over a Ray cluster (pip install ctxsim[ray])")
     p.set_defaults(handler="ctxsim.commands:compare")
+
+    index = sub.add_parser("index", help="catalogue indexes for top-k search").add_subparsers(dest="index_command", required=True)
+    p = index.add_parser("build", help="embed every image under a folder with every member into a vector index (adds only new images)")
+    p.add_argument("model", help="backbone:NAME, a run folder, or models:/NAME@ALIAS")
+    p.add_argument("--images", required=True, help="catalogue folder: every image file under it is indexed")
+    p.add_argument("--out", default="ctxsim-index", help="index folder (default ./ctxsim-index); building into it again adds new images")
+    p.add_argument("--milvus", metavar="URI", help="a Milvus server (http://host:19530) instead of the embedded Milvus Lite file")
+    p.add_argument("--batch-images", type=int, default=512, help="images embedded and committed per batch")
+    p.add_argument("--skip-bad-images", action="store_true", help="leave out unreadable images (listed in OUT.bad-images.txt) instead of exit 2")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler="ctxsim.commands:index_build")
+
+    p = sub.add_parser("search", help="top-k catalogue images closest to a query, in its context, re-ranked by the ensemble")
+    p.add_argument("model", help="the model the index was built with")
+    p.add_argument("--index", required=True, help="index folder (ctxsim index build)")
+    p.add_argument("--query", required=True, help="the reference image")
+    p.add_argument("--k", type=int, default=20, help="results")
+    p.add_argument("--rerank", type=int, default=50, help="retrieved candidates re-ranked pairwise by the ensemble (0: retrieval order)")
+    p.add_argument("--ranking", choices=["borda", "copeland"], default="borda", help="how pairwise preferences become a ranking")
+    p.add_argument("--out", help="write the results as CSV, or JSON when it ends in .json")
+    p.add_argument("--html", help="write a page of thumbnails here")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler="ctxsim.commands:search")
 
     p = sub.add_parser("train", help="train contexts, members and the ensemble into a run folder")
     p.add_argument("--triplets", nargs="+", required=True, help="labelled triplet CSVs")

@@ -2,11 +2,12 @@
 when a command runs, so that ``ctxsim --help`` never imports the model stack."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
-from ctxsim.atomic import write_problem
+from ctxsim.atomic import write_problem, write_text_atomic
 from ctxsim.compare.model_uri import load_comparator
 from ctxsim.compare.ray_backend import compare_ray
 from ctxsim.compare.scoring import compare_files
@@ -20,8 +21,11 @@ from ctxsim.demo import run_demo
 from ctxsim.ensemble.selective import check_target
 from ctxsim.errors import EXIT_INVALID_INPUT, InputError, Problem
 from ctxsim.mlops.tracking import log_training
+from ctxsim.reports.gallery import Thumbnailer
 from ctxsim.reports.report import REPORT_FILES, build_report
 from ctxsim.reports.scored import read_scored
+from ctxsim.retrieval.index import build_index
+from ctxsim.retrieval.page import write_search_page
 from ctxsim.schema import OVERALL
 from ctxsim.train.pipeline import train_run
 
@@ -94,8 +98,8 @@ def compare(args) -> int:
     check_outputs((args.out, False), (args.report, True))
     notes = {}
     if args.ray is not None:
-        if args.resume:
-            print("error: --resume is for single-machine runs (leave out --ray)", file=sys.stderr)
+        if args.resume or args.skip_bad_images:
+            print("error: --resume and --skip-bad-images are for single-machine runs (leave out --ray)", file=sys.stderr)
             return EXIT_INVALID_INPUT
 
         tally = compare_ray(args.model, args.triplets, args.out, args.images, address=args.ray, shard_rows=args.chunk_rows,
@@ -105,13 +109,45 @@ def compare(args) -> int:
         comparator = load_comparator(args.model, device=args.device, **options)
         notes = _configure_trust(comparator, args)
         tally = compare_files(comparator, args.triplets, args.out, args.images, chunk_rows=args.chunk_rows,
-                              margins=args.margins, resume=args.resume)
+                              margins=args.margins, resume=args.resume, skip_bad_images=args.skip_bad_images)
     print_table(tally.summary(), title=f"{args.model} on {', '.join(map(str, args.triplets))}")
     if args.report:
         images = args.images or Path(args.triplets[0]).parent  # where compare resolved the relative paths
         build_report(read_scored(args.out, images), args.report, title=f"ctxsim compare: {args.model}",
                      notes={"model": args.model, "triplets": [str(t) for t in args.triplets], **notes})
         log.info("report written to %s", args.report)
+    return 0
+
+
+def index_build(args) -> int:
+    if args.batch_images < 1:
+        print("error: --batch-images must be at least 1", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    check_outputs((args.out, True))
+    comparator = load_comparator(args.model, device=args.device, progress=False)
+    result = build_index(comparator, args.images, args.out, model=args.model, uri=args.milvus, batch_images=args.batch_images,
+                         skip_bad_images=args.skip_bad_images)
+    print(f"{result.images} images: {result.added} added, {result.already} already indexed, {len(result.bad)} skipped -> {result.index}")
+    for problem in result.bad:
+        print(problem, file=sys.stderr)
+    return 0
+
+
+def search(args) -> int:
+    if args.k < 1 or args.rerank < 0:
+        print("error: --k must be at least 1 and --rerank at least 0", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    check_outputs((args.out, False), (args.html, False))
+    comparator = load_comparator(args.model, device=args.device, progress=False)
+    results = comparator.search(args.query, k=args.k, index=args.index, rerank=args.rerank, ranking=args.ranking)
+    if args.out and str(args.out).endswith(".json"):
+        write_text_atomic(args.out, json.dumps(results.to_dicts(), indent=1))
+    elif args.out:
+        write_text_atomic(args.out, results.write_csv())
+    if args.html:
+        write_search_page(results, str(Path(args.query).resolve()), args.html, Thumbnailer())
+    if not args.out:
+        print_table(results.to_dicts(), title=f"{args.query}: context {results['context'][0] if results.height else '-'}")
     return 0
 
 

@@ -19,6 +19,7 @@ from ctxsim.data.triplets import resolved_paths
 from ctxsim.embedding import distances
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.members.backbones import create_backbone
+from ctxsim.retrieval import search as retrieval
 from ctxsim.schema import (
     ABSTAIN,
     ANSWERED,
@@ -56,6 +57,7 @@ class Comparator(ABC):
         self._index: dict[str, int] = {}
         self._data: dict[str, np.ndarray] = {}  # per-image arrays (member embeddings, memberships), in index order
         self._tables: dict[str, np.ndarray] = {}
+        self._packed: distances.PackedEmbeddings | None = None  # past MAX_TABLE_IMAGES: all members in one matrix
 
     @property
     @abstractmethod
@@ -88,6 +90,7 @@ class Comparator(ABC):
                 self._data[key] = np.concatenate([self._data[key], arr]) if key in self._data else arr
             self._index.update({p: len(self._index) + i for i, p in enumerate(new)})
             self._tables.clear()
+            self._packed = None
         return paths.replace_strict(self._index, return_dtype=pl.Int64).to_numpy()
 
     def prepare(self, paths: Sequence[str]) -> None:
@@ -109,8 +112,17 @@ class Comparator(ABC):
     def member_margins(self, chunk: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every member's margin per row of a resolved chunk, and the reference indices."""
         ref, a, b = (self._codes(chunk[PATH[c]]) for c in IMAGE_COLUMNS)
+        if len(self._index) > distances.MAX_TABLE_IMAGES:
+            both = self._packed_embeddings().margins(ref, a, b)
+            return {m: np.ascontiguousarray(both[:, i]) for i, m in enumerate(self.member_names)}, ref
         out = {m: distances.margins(self._data[m], ref, a, b, self._table(m)) for m in self.member_names}
         return out, ref
+
+    def _packed_embeddings(self) -> distances.PackedEmbeddings:
+        if self._packed is None:
+            self._packed = distances.PackedEmbeddings([self._data[m] for m in self.member_names])
+            self._data.update(zip(self.member_names, self._packed.views()))  # one copy of the embeddings in memory
+        return self._packed
 
     # -- scoring --------------------------------------------------------------------------------------
     def predict(self, chunk: pl.DataFrame, *, margins: bool = False) -> pl.DataFrame:
@@ -153,6 +165,17 @@ class Comparator(ABC):
             return np.zeros((0, 0), np.float32)
         codes = self._codes(paths)  # first: embedding new images replaces the arrays in self._data
         return self._data[member][codes]
+
+    def member_embeddings(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
+        """Every member's normalised embedding of ``paths`` (resolved image paths), one row per path, not
+        kept in the comparator's image index: a catalogue is embedded batch by batch in flat memory."""
+        data = self._image_data([os.fspath(p) for p in paths])
+        return {m: data[m] for m in self.member_names}
+
+    def search(self, query: str | os.PathLike, k: int = retrieval.DEFAULT_K, index=None, **kw):
+        """The ``k`` images of a catalogue ``index`` (``ctxsim index build``) closest to ``query`` in its
+        context, re-ranked by this model (see :func:`ctxsim.retrieval.search.search`)."""
+        return retrieval.search(self, query, k, index, **kw)
 
 
 class ZeroShotComparator(Comparator):

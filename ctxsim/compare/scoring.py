@@ -32,7 +32,8 @@ from ctxsim.data.triplets import (
     validate,
 )
 from ctxsim.metrics import AccuracyTally
-from ctxsim.schema import OUTPUT_COLUMNS, margin_column
+from ctxsim.embedding.bad_images import write_bad_images
+from ctxsim.schema import IMAGE_COLUMNS, OUTPUT_COLUMNS, PATH, margin_column
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class PartialOutput:
         self.progress.unlink(missing_ok=True)
 
 
-def run_digest(comparator: Comparator, csvs, images, columns: list[str], margins: bool) -> str:
+def run_digest(comparator: Comparator, csvs, images, columns: list[str], margins: bool, skip_bad_images: bool = False) -> str:
     """What must not change between an interrupted run and its resumption: every input file (path,
     size, modification time, first MiB), where images resolve, the model and the output's columns."""
     h = hashlib.sha256()
@@ -99,6 +100,8 @@ def run_digest(comparator: Comparator, csvs, images, columns: list[str], margins
             h.update(b"\0")
 
     add(PROGRESS_VERSION, comparator.fingerprint(), margins, *columns)
+    if skip_bad_images:
+        add("skip-bad-images")
     for tf in as_files(csvs, images):
         st = tf.path.stat()
         add(tf.path.resolve(), tf.images_root, st.st_size, st.st_mtime_ns)
@@ -117,6 +120,7 @@ def compare_files(
     margins: bool = False,
     progress: bool = True,
     resume: bool = False,
+    skip_bad_images: bool = False,
 ) -> AccuracyTally:
     """Score every row of ``csvs`` into ``out``; returns accuracy counts per context.
 
@@ -126,10 +130,16 @@ def compare_files(
     from tqdm import tqdm
 
     report = validate(csvs, images)
+    bad = skipped_images(report) if skip_bad_images else {}
     report.raise_if_invalid()
+    if bad:
+        for problem in bad.values():
+            log.warning("skipping rows naming an unreadable image: %s", str(problem).removeprefix("error: "))
+        listed = write_bad_images(out, [(path, str(problem)) for path, problem in bad.items()])
+        log.warning("%d unreadable images skipped, listed in %s", len(bad), listed)
     columns = output_columns(csvs, images, comparator, margins)
-    digest = run_digest(comparator, csvs, images, columns, margins)
-    comparator.prepare(report.images)  # every image once, whatever the chunks: same scores when resumed
+    digest = run_digest(comparator, csvs, images, columns, margins, skip_bad_images)
+    comparator.prepare([p for p in report.images if p not in bad])  # every image once, whatever the chunks: same scores when resumed
     partial = PartialOutput(Path(out))
     partial.out.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(partial):
@@ -141,14 +151,17 @@ def compare_files(
             sink.seek(nbytes)
             try:
                 for chunk in skip_rows(iter_triplet_chunks(csvs, images, chunk_rows), done):
+                    rows = chunk.height
+                    if bad:  # rows that name a skipped image are left out
+                        chunk = chunk.filter(~pl.any_horizontal(pl.col(PATH[c]).is_in(list(bad)) for c in IMAGE_COLUMNS))
                     scored = comparator.predict(chunk, margins=margins)
                     tally.update(scored)
                     conform(scored, columns).write_csv(sink, include_header=sink.tell() == 0)
                     sink.flush()
                     os.fsync(sink.fileno())
-                    done += chunk.height
+                    done += rows
                     partial.write_progress(digest, done, sink.tell(), tally)
-                    bar.update(chunk.height)
+                    bar.update(rows)
             except BaseException:
                 log.warning("compare stopped after %d of %d rows; `--resume` goes on from there", done, report.n_rows)
                 raise
@@ -158,6 +171,15 @@ def compare_files(
         partial.progress.unlink(missing_ok=True)
     log.info("wrote %d scored rows to %s", report.n_rows, out)
     return tally
+
+
+def skipped_images(report) -> dict:
+    """With ``--skip-bad-images``: the unreadable images (path -> problem), taken out of the report's
+    errors; ``compare_files`` lists them in ``<out>.bad-images.txt``, warns once per image (naming the
+    file, row and column) and leaves their rows out of the output."""
+    skipped = set(report.bad_images.values())
+    report.problems = [p for p in report.problems if p not in skipped]
+    return dict(report.bad_images)
 
 
 def _start(partial: PartialOutput, digest: str, resume: bool) -> tuple[AccuracyTally, int, int]:

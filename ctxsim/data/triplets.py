@@ -81,6 +81,8 @@ class ValidationReport:
     n_rows: int = 0
     #: Every image the rows name (resolved paths, sorted), when images were checked.
     images: list[str] = field(default_factory=list)
+    #: The images that cannot be loaded (resolved path -> its problem, which is also in ``problems``).
+    bad_images: dict[str, Problem] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -134,7 +136,8 @@ def validate(
         except pl.exceptions.PolarsError as err:
             report.problems += _long_rows(tf, len(header)) or [Problem(str(tf.path), f"not a readable CSV file ({err})")]
     if check_images:
-        report.problems += _check_images(image_rows)
+        report.bad_images = _check_images(image_rows)
+        report.problems += sorted(report.bad_images.values(), key=lambda p: (p.file, p.row or 0))
         report.images = sorted(image_rows)
     return report
 
@@ -238,17 +241,17 @@ def _collect_image_rows(tf: TripletFile, lf: pl.LazyFrame, seen: dict) -> None:
             seen[path] = (f, r, col, m + n)
 
 
-def _check_images(seen: dict[str, tuple[str, int, str, int]]) -> list[Problem]:
+def _check_images(seen: dict[str, tuple[str, int, str, int]]) -> dict[str, Problem]:
     paths = sorted(seen)
     with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
         reasons = list(pool.map(image_problem, paths))
-    problems = []
+    problems = {}
     for path, reason in zip(paths, reasons):
         if reason is not None:
             file, row, col, n = seen[path]
             also = f" (named by {n} rows; first shown)" if n > 1 else ""
-            problems.append(Problem(file, f"{reason}: {path}{also}", row, col))
-    return sorted(problems, key=lambda p: (p.file, p.row or 0))
+            problems[path] = Problem(file, f"{reason}: {path}{also}", row, col)
+    return problems
 
 
 def read_triplets(csvs, images=None, *, require_label: bool = False, check_images: bool = True) -> pl.DataFrame:

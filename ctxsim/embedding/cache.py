@@ -2,7 +2,10 @@
 
 Features live in a SQLite table (one row per image digest and backbone ``cache_key``), so a cache
 survives between runs and is shared by processes; :func:`embed_images` computes only what is
-missing, in batches, decoding images in threads, with a progress bar.
+missing, in batches, decoding images in threads, with progress (images/s and ETA on a terminal, a
+line per stage otherwise), committing to the cache every :data:`COMMIT_EVERY` images: an interrupted
+run embeds only what it had not committed. Lookups of 10^5-10^6 digests go in large ``IN (...)``
+chunks (:data:`LOOKUP_CHUNK` bound parameters each).
 """
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxsim.console import bar_disabled
 from ctxsim.data.images import file_digest, load_image
+from ctxsim.embedding.progress import Progress
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_DECODE_THREADS = 4
+#: Images embedded between two commits to the cache (what an interruption can lose).
+COMMIT_EVERY = 256
+#: Digests per ``IN (...)`` lookup (SQLite >= 3.32 allows 32766 bound parameters).
+LOOKUP_CHUNK = 8000
 _DTYPE = np.float32
 
 
@@ -49,8 +56,8 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(digests))
         with self._lock:
-            for start in range(0, len(unique), 500):  # SQLite's bound-parameter limit
-                part = unique[start : start + 500]
+            for start in range(0, len(unique), LOOKUP_CHUNK):  # under SQLite's bound-parameter limit
+                part = unique[start : start + LOOKUP_CHUNK]
                 marks = ",".join("?" * len(part))
                 for digest, data in self._db.execute(
                     f"SELECT digest, data FROM vectors WHERE model = ? AND digest IN ({marks})", (model, *part)
@@ -90,38 +97,47 @@ def embed_images(
     have = cache.get_many(backbone.cache_key, digests)
     todo = list({d: p for d, p in zip(digests, paths) if d not in have}.items())
     if todo:
-        fresh = _forward_all([p for _, p in todo], backbone, device, batch_size, decode_threads, progress)
-        new = {d: v for (d, _), v in zip(todo, fresh)}
-        cache.put_many(backbone.cache_key, new)
-        have.update(new)
+        pending: dict[str, np.ndarray] = {}
+        with Progress(len(todo), f"embed {backbone.name}", "img", enabled=progress) as bar:
+            for start, fresh in _forward_batches([p for _, p in todo], backbone, device, batch_size, decode_threads):
+                pending.update((d, v) for (d, _), v in zip(todo[start : start + len(fresh)], fresh))
+                bar.update(len(fresh))
+                if len(pending) >= COMMIT_EVERY:
+                    cache.put_many(backbone.cache_key, pending)
+                    have.update(pending)
+                    pending = {}
+        cache.put_many(backbone.cache_key, pending)
+        have.update(pending)
     if not paths:
         return np.zeros((0, backbone.feature_dim), dtype=_DTYPE)
     return np.stack([have[d] for d in digests])
 
 
-def _forward_all(paths, backbone, device, batch_size, decode_threads, progress, prefetch: bool = True) -> np.ndarray:
-    """Decode and preprocess in threads; with ``prefetch`` the next batch is decoded while the current one
-    runs through the backbone (the same batches and the same numbers either way)."""
+def _forward_all(paths, backbone, device, batch_size, decode_threads, progress=False, prefetch: bool = True) -> np.ndarray:
+    """Every path's features in one array (see :func:`_forward_batches`)."""
+    out = [f for _, f in _forward_batches(paths, backbone, device, batch_size, decode_threads, prefetch)]
+    return np.concatenate(out) if out else np.zeros((0, backbone.feature_dim), dtype=_DTYPE)
+
+
+def _forward_batches(paths, backbone, device, batch_size, decode_threads, prefetch: bool = True):
+    """Yield (offset, features) per batch. Decode and preprocess in threads; with ``prefetch`` the next
+    batch is decoded while the current one runs through the backbone (the same batches and the same
+    numbers either way)."""
     import torch
-    from tqdm import tqdm
 
     transform = backbone.preprocess.transform()
-    prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))  # noqa: E731
+    prepare: Callable[[str], torch.Tensor] = lambda p: transform(load_image(p))
     backbone = backbone.to(device).eval()
     batches = [paths[start : start + batch_size] for start in range(0, len(paths), batch_size)]
-    out = []
-    with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode(), tqdm(
-        total=len(paths), desc=f"embed {backbone.name}", unit="img", disable=bar_disabled(progress), leave=False
-    ) as bar:
+    with ThreadPoolExecutor(decode_threads) as pool, torch.inference_mode():
         ahead = [pool.submit(prepare, p) for p in batches[0]] if batches else []
         for i in range(len(batches)):
             batch = torch.stack([f.result() for f in ahead])
             ahead = [pool.submit(prepare, p) for p in batches[i + 1]] if prefetch and i + 1 < len(batches) else []
-            out.append(backbone(batch.to(device)).float().cpu().numpy())
+            feats = backbone(batch.to(device)).float().cpu().numpy()
             if not prefetch and i + 1 < len(batches):
                 ahead = [pool.submit(prepare, p) for p in batches[i + 1]]
-            bar.update(len(batch))
-    return np.concatenate(out)
+            yield i * batch_size, feats
 
 
 def preprocess_images(paths: Sequence[str], preprocess, decode_threads: int = DEFAULT_DECODE_THREADS):

@@ -71,3 +71,18 @@ def test_embed_and_unknown_members():
 def test_fingerprint_names_the_model():
     assert HandMade().fingerprint() == HandMade().fingerprint()
     assert len(HandMade().fingerprint()) == 64
+
+
+def test_past_the_table_limit_margins_come_from_packed_embeddings(monkeypatch):
+    """More unique images than MAX_TABLE_IMAGES: the same margins (to float tolerance) without tables,
+    and the members' arrays become views of the one packed matrix."""
+    from ctxsim.embedding import distances
+
+    rows = [("r", "near", "far"), ("r", "far", "opposite"), ("near", "opposite", "r"), ("far", "far", "near")] * 3
+    expected = HandMade().score(frame(*rows), margins=True)[margin_column("m")].to_numpy()
+    monkeypatch.setattr(distances, "MAX_TABLE_IMAGES", 2)
+    comparator = HandMade()
+    got = comparator.score(frame(*rows), margins=True)[margin_column("m")].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not comparator._tables and np.shares_memory(comparator._data["m"], comparator._packed.matrix)
+    np.testing.assert_allclose(comparator.embed(["far"], member="m"), [VECTORS["far"]])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ctxsim.data.images import load_image
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.errors import ImageError
-from ctxsim.data.images import load_image
 from ctxsim.members.backbones import create_backbone
 
 
@@ -129,3 +129,49 @@ def test_default_cache_dir_follows_ctxsim_cache(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("CTXSIM_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "ctxsim"
+
+
+def test_an_interrupted_embedding_resumes_from_its_last_commit(tmp_path, make_images, monkeypatch):
+    """Embeddings are committed every COMMIT_EVERY images: after a failure at the 4th batch, a second
+    run embeds only the images that were not committed."""
+    from ctxsim.embedding import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "COMMIT_EVERY", 4)
+    paths = [str(p) for p in make_images(12)]
+    backbone, calls = counting(create_backbone("pixels"))
+    forward = backbone.model.forward
+
+    def failing(x):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(x)
+
+    backbone.model.forward = failing
+    cache = EmbeddingCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        embed_images(paths, backbone, cache, batch_size=2, progress=False)
+    assert len(cache) == 4  # three batches of two ran: the first four were committed, the next two not yet
+    calls.clear()
+    backbone.model.forward = forward
+    feats = embed_images(paths, backbone, cache, batch_size=2, progress=False)
+    assert sum(calls) == 12 - 4 and len(cache) == 12
+    np.testing.assert_array_equal(feats, embed_images(paths, backbone, EmbeddingCache(), progress=False))
+
+
+def test_progress_off_a_terminal_is_a_line_per_stage(make_images, caplog, monkeypatch):
+    from ctxsim.embedding import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "on_terminal", lambda: False)
+    paths = [str(p) for p in make_images(3)]
+    with caplog.at_level("INFO", logger="ctxsim"):
+        embed_images(paths, create_backbone("pixels"), EmbeddingCache(), progress=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "embed pixels: 3 img to do" and lines[-1].startswith("embed pixels: done, 3/3 img, ")
+    assert "img/s" in lines[-1]
+
+
+def test_lookups_of_many_digests_are_chunked():
+    cache = EmbeddingCache()
+    cache.put_many("m", {f"d{i}": np.full(2, i, np.float32) for i in range(20_000)})
+    got = cache.get_many("m", [f"d{i}" for i in range(20_000)] + ["missing"])
+    assert len(got) == 20_000 and got["d19999"][0] == 19999

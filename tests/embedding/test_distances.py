@@ -55,3 +55,41 @@ def test_margin_is_invariant_to_vector_length_after_normalising():
     got = margins(l2_normalize(raw), np.array([0]), np.array([1]), np.array([2]))
     assert got[0] == pytest.approx((1 - 0.0) - (1 - 0.6), abs=1e-6)
     assert math.isclose(float(got[0]), 0.6, abs_tol=1e-6)
+
+
+# -- packed embeddings: margins for any number of unique images -------------------------------------------
+from ctxsim.embedding import distances
+from ctxsim.embedding.distances import PackedEmbeddings
+
+
+def _pool(n=300, dims=(16, 16, 16), seed=0):
+    rng = np.random.default_rng(seed)
+    return [l2_normalize(rng.normal(size=(n, d))) for d in dims]
+
+
+@pytest.mark.parametrize("dims", [(16, 16, 16), (8, 24, 5)])  # equal dims (einsum) and mixed (reduceat)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packed_margins_equal_the_tables(dims, threads, monkeypatch):
+    monkeypatch.setattr(distances, "THREADED_MIN_ROWS", 0)
+    embs = _pool(dims=dims)
+    rng = np.random.default_rng(1)
+    ref, a, b = (rng.integers(0, 300, 1001) for _ in range(3))  # not a multiple of the block
+    got = PackedEmbeddings(embs).margins(ref, a, b, block_rows=64, threads=threads)
+    assert got.shape == (1001, len(dims)) and got.dtype == np.float32
+    for i, emb in enumerate(embs):
+        np.testing.assert_allclose(got[:, i], margins(emb, ref, a, b, cosine_distance_table(emb)), atol=1e-6)
+
+
+def test_packed_views_share_the_matrix_and_indices_are_checked():
+    embs = _pool(n=10, dims=(4, 6))
+    packed = PackedEmbeddings(embs)
+    assert packed.matrix.flags.c_contiguous and packed.matrix.shape == (10, 10)
+    for view, emb in zip(packed.views(), embs):
+        np.testing.assert_array_equal(view, emb)
+        assert np.shares_memory(view, packed.matrix)
+    ref = np.array([-1, 0])
+    np.testing.assert_allclose(packed.margins(ref, np.array([1, 2]), np.array([3, 4]))[:, 0],
+                               margins(embs[0], ref, np.array([1, 2]), np.array([3, 4]), cosine_distance_table(embs[0])), atol=1e-6)
+    with pytest.raises(IndexError, match="out of range"):
+        packed.margins(np.array([10]), np.array([0]), np.array([1]))
+    assert packed.margins(np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)).shape == (0, 2)
