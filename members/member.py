@@ -156,6 +156,11 @@ class MemberSet:
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
 
+    @property
+    def head_names(self) -> list[str]:
+        """The head members, view by view (each view's heads run as one stacked product)."""
+        return [n for members in self.views.values() for n in members.head_names]
+
     def embed(self, paths: list[str], cache, *, device: str = "cpu", progress: bool = True) -> dict[str, np.ndarray]:
         """Every member's normalised embedding of ``paths``: one backbone pass per view, then its heads
         as one batched product."""

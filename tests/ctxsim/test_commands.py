@@ -18,7 +18,7 @@ from ctxsim.train.pipeline import train_run
 from tests.conftest import write_csv
 from tests.synthetic import write_training_set, write_unseen_set
 
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
 
 
 def write_odd_image(path, seed: int) -> None:

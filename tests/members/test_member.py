@@ -132,7 +132,7 @@ def test_lora_member_trains_saves_and_reloads_merged(tmp_path, images, tiny):
     specs = [MemberSpec(ZEROSHOT, "zeroshot"), MemberSpec(GLOBAL, "lora", **lora), MemberSpec("context-x", "lora", "x", **lora)]
     save_members(tmp_path, specs, {GLOBAL: state, "context-x": lora_state(other)})
     members = MemberSet(tmp_path, "test_tiny")
-    assert members.stacked is None and sorted(members.lora_backbones) == ["context-x", GLOBAL]
+    assert members.head_names == [] and sorted(members.lora_backbones) == ["context-x", GLOBAL]
     cache = EmbeddingCache()
     out = members.embed(images, cache, progress=False)
     np.testing.assert_allclose(out[ZEROSHOT], zero, atol=1e-5)

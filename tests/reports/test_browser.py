@@ -36,9 +36,9 @@ def test_report_renders_in_chromium(scored, scored_dir: Path, tmp_path: Path):
             figures = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.alt)")
         finally:
             browser.close()
-    assert len(widths) == 3 + 2 * 3  # three figures, two triplets of thumbnails
+    assert len(widths) == 4 + 2 * 3  # four figures, two triplets of thumbnails
     assert all(w > 0 for w in widths), widths
     assert set(contexts) == {"(all)", "blue", "red"} and len(contexts) == 3 * 4  # 3 contexts x 4 models
     assert counts == 3
-    assert figures == ["accuracy per context", "model x context accuracy heatmap", "reliability diagram"]
+    assert figures == ["accuracy per context", "model x context accuracy heatmap", "reliability diagram", "risk-coverage curves"]
     assert errors == []

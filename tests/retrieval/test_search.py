@@ -16,7 +16,7 @@ from ctxsim.retrieval.search import pairwise_preferences, retrieval_members
 from ctxsim.train.pipeline import train_run
 from tests.synthetic import write_images, write_training_set
 
-TINY = ["backbone=test_tiny", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10"]
 
 
 @pytest.fixture(scope="module")
