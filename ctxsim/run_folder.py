@@ -7,6 +7,7 @@ A trained run is a folder::
     contexts/       the contexts' own files (:meth:`ctxsim.contexts.membership.Contexts.save`)
     members/        the members' specs and weights (:func:`ctxsim.members.member.save_members`)
     ensemble/       the stacker and baselines (:meth:`ctxsim.ensemble.selection.Ensemble.save`)
+    known/          the content digests of the training images (:class:`ctxsim.ensemble.regime.KnownImages`)
     metrics.json    out-of-fold metrics of training
     report/         the out-of-fold validation report (not part of the model)
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from ctxsim import __version__
 from ctxsim.atomic import atomic_dir
 from ctxsim.contexts.membership import Contexts
+from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.member import MemberSet, MemberSpec, save_members
@@ -33,9 +35,9 @@ from ctxsim.members.member import MemberSet, MemberSpec, save_members
 #: The layout this code writes and reads; a run of another format is refused.
 FORMAT_VERSION = 2
 MANIFEST_FILE = "run.json"
-CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR = "contexts", "members", "ensemble"
+CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, KNOWN_DIR = "contexts", "members", "ensemble", "known"
 #: The model: what a run's answers depend on (digests are kept for every file in these).
-MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR)
+MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, KNOWN_DIR)
 METRICS_FILE = "metrics.json"
 #: Sub-folder with the validation report and out-of-fold predictions (not part of the model).
 REPORT_DIR = "report"
@@ -97,6 +99,7 @@ class RunFolder:
     contexts_dir = property(lambda self: self.path / CONTEXTS_DIR)
     members_dir = property(lambda self: self.path / MEMBERS_DIR)
     ensemble_dir = property(lambda self: self.path / ENSEMBLE_DIR)
+    known_dir = property(lambda self: self.path / KNOWN_DIR)
     manifest_file = property(lambda self: self.path / MANIFEST_FILE)
     metrics_file = property(lambda self: self.path / METRICS_FILE)
     report_dir = property(lambda self: self.path / REPORT_DIR)
@@ -110,10 +113,12 @@ class RunFolder:
 
     # -- writing ------------------------------------------------------------------------------------
     def save_model(self, contexts: Contexts, specs: list[MemberSpec], weights: dict, ensemble: Ensemble,
-                   manifest: RunManifest) -> None:
+                   manifest: RunManifest, known: KnownImages | None = None) -> None:
         contexts.save(self.contexts_dir)
         save_members(self.members_dir, specs, weights)
         ensemble.save(self.ensemble_dir)
+        if known is not None:
+            known.save(self.known_dir)
         manifest.files = {p.relative_to(self.path).as_posix(): file_sha256(p) for p in self.model_files()}
         self.manifest_file.write_text(manifest.to_json())
 
@@ -176,6 +181,10 @@ class RunFolder:
 
     def load_ensemble(self) -> Ensemble:
         return Ensemble.load(self.ensemble_dir)
+
+    def load_known(self) -> KnownImages | None:
+        """The training images' digests (None for a run saved without them)."""
+        return KnownImages.load(self.known_dir)
 
     def fingerprint(self) -> str:
         """A digest of the model files (not the report), from the manifest's own digests."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.regime import SEEN_NAMES
 from ctxsim.schema import margin_column
 
 
@@ -16,14 +17,24 @@ def n_signed(n_members: int, n_contexts: int) -> int:
     return n_members * (1 + n_contexts)
 
 
-def stacking_features(x: EnsembleInputs, val_accuracy: np.ndarray) -> np.ndarray:
+def stacking_features(x: EnsembleInputs, val_accuracy: np.ndarray, regime: bool = False) -> np.ndarray:
     """(n, M(1 + K) + K + M): margins, margins x membership, membership, expected member accuracy.
-    ``val_accuracy`` is (M, K)."""
+    ``val_accuracy`` is (M, K). ``regime``: three more columns, ``seen_ref, seen_a, seen_b``
+    (:mod:`ctxsim.ensemble.regime`; all zero when ``x.seen`` is None: every image new)."""
     weighted = (x.margins[:, :, None] * x.membership[:, None, :]).reshape(len(x), -1)  # member-major
     expected = x.membership @ np.nan_to_num(val_accuracy, nan=0.5).T
-    return np.hstack([x.margins, weighted, x.membership, expected]).astype(np.float32)
+    parts = [x.margins, weighted, x.membership, expected]
+    if regime:
+        parts.append(np.zeros((len(x), len(SEEN_NAMES))) if x.seen is None else x.seen)
+    return np.hstack(parts).astype(np.float32)
 
 
-def feature_names(member_names: list[str], context_names: list[str]) -> list[str]:
+def swap_pairs(n_features: int, regime: bool) -> tuple[tuple[int, int], ...]:
+    """Columns that exchange under an A/B swap: ``seen_a`` and ``seen_b``, the last two with ``regime``."""
+    return ((n_features - 2, n_features - 1),) if regime else ()
+
+
+def feature_names(member_names: list[str], context_names: list[str], regime: bool = False) -> list[str]:
     return ([margin_column(m) for m in member_names] + [f"margin_{m}@{c}" for m in member_names for c in context_names]
-            + [f"member_{c}" for c in context_names] + [f"acc_{m}" for m in member_names])
+            + [f"member_{c}" for c in context_names] + [f"acc_{m}" for m in member_names]
+            + (list(SEEN_NAMES) if regime else []))

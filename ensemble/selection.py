@@ -23,7 +23,7 @@ from ctxsim.ensemble.baselines import (
 )
 from ctxsim.ensemble.compiled import FastBooster, in_blocks
 from ctxsim.ensemble.config import EnsembleConfig
-from ctxsim.ensemble.features import feature_names, n_signed, stacking_features
+from ctxsim.ensemble.features import feature_names, n_signed, stacking_features, swap_pairs
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT
@@ -51,8 +51,11 @@ class StackerCombiner:
 
     def fit(self, x: EnsembleInputs, y, sample_weight=None):
         n_margins = n_signed(x.margins.shape[1], x.membership.shape[1])
-        self.model_ = SymmetricStacker(self.estimator, n_margins=n_margins, monotone=self.monotone, random_state=self.seed)
-        self.model_.fit(stacking_features(x, self.val_accuracy), y, sample_weight)
+        self.regime_ = x.seen is not None  # seen_ref/seen_a/seen_b features (ensemble/regime.py)
+        X = stacking_features(x, self.val_accuracy, self.regime_)
+        self.model_ = SymmetricStacker(self.estimator, n_margins=n_margins, monotone=self.monotone, random_state=self.seed,
+                                       swap_pairs=swap_pairs(X.shape[1], self.regime_))
+        self.model_.fit(X, y, sample_weight)
         return self
 
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
@@ -60,17 +63,19 @@ class StackerCombiner:
         if fast is not None:
             fast.prepare(len(x))  # compile once for a large input, before it is cut into blocks
         # Row blocks, in threads: features and both stacker passes of a block stay in the CPU cache.
-        return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy))[:, 1])
+        return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy, self.regime_))[:, 1])
 
     def state(self) -> dict:
         est = self.model_.estimator_
         if hasattr(est, "booster_"):
-            return {"format": "lightgbm", "model": est.booster_.model_to_string(), "n_margins": self.model_.n_margins}
+            return {"format": "lightgbm", "model": est.booster_.model_to_string(), "n_margins": self.model_.n_margins, "regime": self.regime_}
         if hasattr(est, "coef_"):
-            return {"format": "linear", "coef": est.coef_, "intercept": est.intercept_, "n_margins": self.model_.n_margins}
+            return {"format": "linear", "coef": est.coef_, "intercept": est.intercept_, "n_margins": self.model_.n_margins,
+                    "regime": self.regime_}
         raise TypeError(f"cannot save a {type(est).__name__} stacker without pickling; use lightgbm or logistic")
 
     def load_state(self, state: dict) -> None:
+        self.regime_ = bool(state.get("regime", False))
         self.model_ = SymmetricStacker(n_margins=int(state["n_margins"]))
         if state["format"] == "lightgbm":
             import lightgbm
@@ -82,6 +87,8 @@ class StackerCombiner:
             lr = LogisticRegression()
             lr.coef_, lr.intercept_, lr.classes_ = np.asarray(state["coef"]), np.asarray(state["intercept"]), np.array([0, 1])
             self.model_.estimator_ = lr
+        n_features = len(self.model_.estimator_.booster_.feature_name()) if state["format"] == "lightgbm" else lr.coef_.shape[1]
+        self.model_.swap_pairs = swap_pairs(n_features, self.regime_)
         self.model_.classes_ = np.array([0, 1])
 
 
@@ -116,6 +123,11 @@ class Ensemble:
         self.combiners, self.chosen, self.calibration = combiners, chosen, calibration
         self.member_names, self.context_names = list(member_names), list(context_names)
         self.val_accuracy, self.selection = val_accuracy, selection
+
+    @property
+    def regime(self) -> bool:
+        """Whether the stacker reads ``seen_*`` features (the run was trained with triplet folds)."""
+        return bool(getattr(self.combiners.get(STACKER), "regime_", False))
 
     @property
     def needs_embeddings(self) -> bool:
@@ -163,7 +175,7 @@ class Ensemble:
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"chosen": self.chosen, "calibration": self.calibration, "member_names": self.member_names,
                 "context_names": self.context_names, "val_accuracy": np.asarray(self.val_accuracy).tolist(),
-                "selection": self.selection, "feature_names": feature_names(self.member_names, self.context_names),
+                "selection": self.selection, "feature_names": feature_names(self.member_names, self.context_names, self.regime),
                 "combiners": {}}
         for name, combiner in self.combiners.items():
             state = combiner.state()

@@ -7,12 +7,14 @@ import numpy as np
 import polars as pl
 
 from ctxsim.compare.comparator import Comparator
+from ctxsim.data.images import file_digest
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.run_folder import RunFolder
-from ctxsim.schema import ZEROSHOT, baseline_column
+from ctxsim.schema import IMAGE_COLUMNS, PATH, ZEROSHOT, baseline_column
 
 _MEMBERSHIP = "_membership"  # per-image soft context membership, kept beside member embeddings
 _MEMBERSHIP_SOURCE = ZEROSHOT  # contexts are centroids in the zero-shot embedding space
+_SEEN = "_seen"  # per image: 1.0 when the run trained on it (ensemble/regime.py)
 
 
 class RunComparator(Comparator):
@@ -24,6 +26,7 @@ class RunComparator(Comparator):
         self.contexts = self.run_folder.load_contexts()
         self.members = self.run_folder.load_members(self.run.backbone)
         self.ensemble = self.run_folder.load_ensemble()
+        self.known = self.run_folder.load_known() if self.ensemble.regime else None
         self.baselines = baselines
         self.extra_columns = [baseline_column(n) for n in self.ensemble.combiners] if baselines else []
 
@@ -42,6 +45,8 @@ class RunComparator(Comparator):
     def _image_data(self, paths):
         data = self.members.embed(paths, self.cache, device=self.device, progress=self.progress)
         data[_MEMBERSHIP] = self.contexts.membership(data[ZEROSHOT])
+        if self.known is not None:
+            data[_SEEN] = self.known.flags([file_digest(p) for p in paths])
         return data
 
     def _inputs(self, margins: dict, ref: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
@@ -53,7 +58,10 @@ class RunComparator(Comparator):
             membership = membership.copy()
             membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
         emb = self._data[ZEROSHOT][ref] if with_embeddings else None
-        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref)
+        seen = None
+        if self.known is not None:  # seen_ref, seen_a, seen_b from the run's training digests
+            seen = np.column_stack([self._data[_SEEN][self._codes(chunk[PATH[c]])] for c in IMAGE_COLUMNS])
+        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref, seen)
 
     def _combine(self, margins, ref, chunk):
         x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
