@@ -88,7 +88,7 @@ class StackerCombiner:
             lr.coef_, lr.intercept_, lr.classes_ = np.asarray(state["coef"]), np.asarray(state["intercept"]), np.array([0, 1])
             self.model_.estimator_ = lr
         n_features = len(self.model_.estimator_.booster_.feature_name()) if state["format"] == "lightgbm" else lr.coef_.shape[1]
-        self.model_.swap_pairs = swap_pairs(n_features, self.regime_)
+        self.model_.set_params(swap_pairs=swap_pairs(n_features, self.regime_))
         self.model_.classes_ = np.array([0, 1])
 
 
