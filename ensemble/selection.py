@@ -23,7 +23,12 @@ from ctxsim.ensemble.baselines import (
 )
 from ctxsim.ensemble.compiled import FastBooster, in_blocks
 from ctxsim.ensemble.config import EnsembleConfig
-from ctxsim.ensemble.features import feature_names, n_signed, stacking_features, swap_pairs
+from ctxsim.ensemble.features import (
+    feature_names,
+    n_signed,
+    stacking_features,
+    swap_pairs,
+)
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT

@@ -9,7 +9,12 @@ from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.regime import KnownImages, seen_by
 from ctxsim.ensemble.stackers import SymmetricStacker, swap_margins
 from ctxsim.members.training import Triplets
-from ctxsim.train.regimes import both_regimes, image_fold_seen, triplet_fold_seen, triplet_folds
+from ctxsim.train.regimes import (
+    both_regimes,
+    image_fold_seen,
+    triplet_fold_seen,
+    triplet_folds,
+)
 
 
 def test_swap_exchanges_the_paired_columns_and_flips_the_margins():

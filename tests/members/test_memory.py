@@ -5,10 +5,17 @@ import numpy as np
 import torch
 
 from ctxsim.members.config import MemberConfig
-from ctxsim.members.memory import DIGESTS, OFFSETS, Memory, memory_state, split_memory, train_memory
+from ctxsim.members.memory import (
+    DIGESTS,
+    OFFSETS,
+    Memory,
+    memory_state,
+    split_memory,
+    train_memory,
+)
 from ctxsim.members.training import Triplets
 
-D0, D1, D2 = ("%064x" % i for i in (1, 2, 3))
+D0, D1, D2 = (f"{i:064x}" for i in (1, 2, 3))
 
 
 def test_memory_moves_only_known_images_by_their_offset():
