@@ -33,6 +33,9 @@ class TrainConfig:
     views: list[str] = field(default_factory=lambda: list(DEFAULT_VIEWS))
     seed: int = 0
     folds: int = 5  # image folds: out-of-fold margins and image-grouped validation of the combiner
+    # Triplet folds (ctxsim/train/regimes.py): a second set of out-of-fold margins over row folds, where
+    # images stay known, and seen_* features for the stacker. 0: off (image folds only).
+    triplet_folds: int = 0
     contexts: ContextConfig = field(default_factory=ContextConfig)
     member: MemberConfig = field(default_factory=MemberConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)

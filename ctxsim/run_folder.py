@@ -9,6 +9,7 @@ A trained run is a folder::
     ensemble/       the stacker and baselines (:meth:`ctxsim.ensemble.selection.Ensemble.save`)
     trust/          selective answers: the out-of-fold confidences and correctness of the chosen combiner
                     (``calibration.safetensors``) and the thresholds of the common targets (``thresholds.json``)
+    known/          the content digests of the training images (:class:`ctxsim.ensemble.regime.KnownImages`)
     metrics.json    out-of-fold metrics of training
     report/         the out-of-fold validation report (not part of the model)
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from ctxsim import __version__
 from ctxsim.atomic import atomic_dir
 from ctxsim.contexts.membership import Contexts
+from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.ensemble.selective import SelectiveCalibration
 from ctxsim.errors import InputError, Problem
@@ -36,9 +38,10 @@ from ctxsim.members.member import MemberSet, MemberSpec, save_members
 #: The layout this code writes and reads; a run of another format is refused.
 FORMAT_VERSION = 2
 MANIFEST_FILE = "run.json"
-CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, TRUST_DIR = "contexts", "members", "ensemble", "trust"
+CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR = "contexts", "members", "ensemble"
+TRUST_DIR, KNOWN_DIR = "trust", "known"
 #: The model: what a run's answers depend on (digests are kept for every file in these).
-MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, TRUST_DIR)
+MODEL_DIRS = (CONTEXTS_DIR, MEMBERS_DIR, ENSEMBLE_DIR, TRUST_DIR, KNOWN_DIR)
 CALIBRATION_FILE, THRESHOLDS_FILE = "calibration.safetensors", "thresholds.json"
 METRICS_FILE = "metrics.json"
 #: Sub-folder with the validation report and out-of-fold predictions (not part of the model).
@@ -102,6 +105,7 @@ class RunFolder:
     members_dir = property(lambda self: self.path / MEMBERS_DIR)
     ensemble_dir = property(lambda self: self.path / ENSEMBLE_DIR)
     trust_dir = property(lambda self: self.path / TRUST_DIR)
+    known_dir = property(lambda self: self.path / KNOWN_DIR)
     manifest_file = property(lambda self: self.path / MANIFEST_FILE)
     metrics_file = property(lambda self: self.path / METRICS_FILE)
     report_dir = property(lambda self: self.path / REPORT_DIR)
@@ -116,7 +120,7 @@ class RunFolder:
     # -- writing ------------------------------------------------------------------------------------
     def save_model(self, contexts: Contexts, specs: list[MemberSpec], weights: dict, ensemble: Ensemble,
                    manifest: RunManifest, calibration: SelectiveCalibration | None = None,
-                   thresholds: list[dict] | None = None) -> None:
+                   thresholds: list[dict] | None = None, known: KnownImages | None = None) -> None:
         contexts.save(self.contexts_dir)
         save_members(self.members_dir, specs, weights)
         ensemble.save(self.ensemble_dir)
@@ -126,6 +130,8 @@ class RunFolder:
             self.trust_dir.mkdir(parents=True, exist_ok=True)
             save_file(calibration.arrays(), str(self.trust_dir / CALIBRATION_FILE))
             (self.trust_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds or [], indent=1))
+        if known is not None:
+            known.save(self.known_dir)
         manifest.files = {p.relative_to(self.path).as_posix(): file_sha256(p) for p in self.model_files()}
         self.manifest_file.write_text(manifest.to_json())
 
@@ -201,6 +207,10 @@ class RunFolder:
             return SelectiveCalibration.from_arrays(load_file(str(path)))
         except (SafetensorError, OSError, KeyError) as err:
             raise _invalid(path, f"not a readable calibration file ({err})") from None
+
+    def load_known(self) -> KnownImages | None:
+        """The training images' digests (None for a run saved without them)."""
+        return KnownImages.load(self.known_dir)
 
     def fingerprint(self) -> str:
         """A digest of the model files (not the report), from the manifest's own digests."""

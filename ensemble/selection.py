@@ -29,6 +29,7 @@ from ctxsim.ensemble.features import (
     feature_names,
     n_signed,
     stacking_features,
+    swap_pairs,
 )
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.stackers import SymmetricStacker
@@ -58,8 +59,11 @@ class StackerCombiner:
 
     def fit(self, x: EnsembleInputs, y, sample_weight=None):
         n_margins = n_signed(x.margins.shape[1], x.membership.shape[1])
-        self.model_ = SymmetricStacker(self.estimator, n_margins=n_margins, monotone=self.monotone, random_state=self.seed)
-        self.model_.fit(stacking_features(x, self.val_accuracy), y, sample_weight)
+        self.regime_ = x.seen is not None  # seen_ref/seen_a/seen_b features (ensemble/regime.py)
+        X = stacking_features(x, self.val_accuracy, self.regime_)
+        self.model_ = SymmetricStacker(self.estimator, n_margins=n_margins, monotone=self.monotone, random_state=self.seed,
+                                       swap_pairs=swap_pairs(X.shape[1], self.regime_))
+        self.model_.fit(X, y, sample_weight)
         return self
 
     def predict_proba(self, x: EnsembleInputs) -> np.ndarray:
@@ -67,31 +71,33 @@ class StackerCombiner:
         if fast is not None:
             fast.prepare(len(x))  # compile once for a large input, before it is cut into blocks
         # Row blocks, in threads: features and both stacker passes of a block stay in the CPU cache.
-        return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy))[:, 1])
+        return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy, self.regime_))[:, 1])
 
     def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
         """Per stacking feature, in log-odds (see :meth:`SymmetricStacker.contributions`), in row blocks."""
         parts = []
         for start in range(0, len(x), BLOCK_ROWS):
             rows = np.arange(start, min(start + BLOCK_ROWS, len(x)))
-            parts.append(self.model_.contributions(stacking_features(x.subset(rows), self.val_accuracy)))
+            parts.append(self.model_.contributions(stacking_features(x.subset(rows), self.val_accuracy, self.regime_)))
         if not parts:
-            n_features = len(feature_names(x.member_names, [None] * x.membership.shape[1]))
+            n_features = len(feature_names(x.member_names, [None] * x.membership.shape[1], self.regime_))
             return np.zeros((0, n_features)), np.zeros(0)
         return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def raw_score(self, x: EnsembleInputs) -> np.ndarray:
-        return self.model_.raw_score(stacking_features(x, self.val_accuracy))
+        return self.model_.raw_score(stacking_features(x, self.val_accuracy, self.regime_))
 
     def state(self) -> dict:
         est = self.model_.estimator_
         if hasattr(est, "booster_"):
-            return {"format": "lightgbm", "model": est.booster_.model_to_string(), "n_margins": self.model_.n_margins}
+            return {"format": "lightgbm", "model": est.booster_.model_to_string(), "n_margins": self.model_.n_margins, "regime": self.regime_}
         if hasattr(est, "coef_"):
-            return {"format": "linear", "coef": est.coef_, "intercept": est.intercept_, "n_margins": self.model_.n_margins}
+            return {"format": "linear", "coef": est.coef_, "intercept": est.intercept_, "n_margins": self.model_.n_margins,
+                    "regime": self.regime_}
         raise TypeError(f"cannot save a {type(est).__name__} stacker without pickling; use lightgbm or logistic")
 
     def load_state(self, state: dict) -> None:
+        self.regime_ = bool(state.get("regime", False))
         self.model_ = SymmetricStacker(n_margins=int(state["n_margins"]))
         if state["format"] == "lightgbm":
             import lightgbm
@@ -103,6 +109,8 @@ class StackerCombiner:
             lr = LogisticRegression()
             lr.coef_, lr.intercept_, lr.classes_ = np.asarray(state["coef"]), np.asarray(state["intercept"]), np.array([0, 1])
             self.model_.estimator_ = lr
+        n_features = len(self.model_.estimator_.booster_.feature_name()) if state["format"] == "lightgbm" else lr.coef_.shape[1]
+        self.model_.set_params(swap_pairs=swap_pairs(n_features, self.regime_))
         self.model_.classes_ = np.array([0, 1])
 
 
@@ -139,6 +147,11 @@ class Ensemble:
         self.val_accuracy, self.selection = val_accuracy, selection
 
     @property
+    def regime(self) -> bool:
+        """Whether the stacker reads ``seen_*`` features (the run was trained with triplet folds)."""
+        return bool(getattr(self.combiners.get(STACKER), "regime_", False))
+
+    @property
     def needs_embeddings(self) -> bool:
         return self.combiners[self.chosen].needs_embeddings
 
@@ -155,14 +168,14 @@ class Ensemble:
     def explained_features(self) -> list[str]:
         """The features :meth:`explain` gives contributions for: the stacker's, or one margin per member."""
         if self.chosen == STACKER:
-            return feature_names(self.member_names, self.context_names)
+            return feature_names(self.member_names, self.context_names, self.regime)
         return [margin_column(m) for m in self.member_names]
 
     def explain(self, x: EnsembleInputs) -> Explanation:
         """Contributions of the chosen combiner's features to its answer (:mod:`ctxsim.ensemble.explain`)."""
         combiner = self.combiners[self.chosen]
         values, bias = combiner.contributions(x)
-        groups = feature_groups(self.member_names, self.context_names) if combiner.name == STACKER else list(self.member_names)
+        groups = feature_groups(self.member_names, self.context_names, self.regime) if combiner.name == STACKER else list(self.member_names)
         return Explanation(self.explained_features(), groups, values, bias, combiner.unit)
 
     @classmethod
@@ -197,7 +210,7 @@ class Ensemble:
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"chosen": self.chosen, "calibration": self.calibration, "member_names": self.member_names,
                 "context_names": self.context_names, "val_accuracy": np.asarray(self.val_accuracy).tolist(),
-                "selection": self.selection, "feature_names": feature_names(self.member_names, self.context_names),
+                "selection": self.selection, "feature_names": feature_names(self.member_names, self.context_names, self.regime),
                 "combiners": {}}
         for name, combiner in self.combiners.items():
             state = combiner.state()

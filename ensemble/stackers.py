@@ -31,9 +31,13 @@ def make_classifier(name: str, n_margins: int, n_features: int, monotone: bool =
     raise ValueError(f"unknown stacker {name!r}: use 'lightgbm', 'logistic' or pass a scikit-learn classifier")
 
 
-def swap_margins(X: np.ndarray, n_margins: int) -> np.ndarray:
+def swap_margins(X: np.ndarray, n_margins: int, pairs=()) -> np.ndarray:
+    """The features of the A/B-swapped triplets: the first ``n_margins`` columns change sign and each
+    ``(i, j)`` of ``pairs`` (columns about A and about B, e.g. ``seen_a``, ``seen_b``) exchange."""
     out = np.array(X, copy=True)
     out[:, :n_margins] *= -1
+    for i, j in pairs:
+        out[:, [i, j]] = out[:, [j, i]]
     return out
 
 
@@ -41,11 +45,14 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
     """P(A closer) from stacking features whose first ``n_margins`` columns are member margins.
 
     ``estimator``: ``"lightgbm"``, ``"logistic"`` or any scikit-learn classifier with ``predict_proba``.
+    ``swap_pairs``: column pairs that exchange under the swap (see :func:`swap_margins`).
     """
 
-    def __init__(self, estimator="lightgbm", n_margins: int = 1, monotone: bool = True, random_state: int = 0):
+    def __init__(self, estimator="lightgbm", n_margins: int = 1, monotone: bool = True, random_state: int = 0,
+                 swap_pairs=()):
         self.estimator = estimator
         self.n_margins = n_margins
+        self.swap_pairs = swap_pairs
         self.monotone = monotone
         self.random_state = random_state
 
@@ -56,7 +63,7 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
             base = make_classifier(self.estimator, self.n_margins, X.shape[1], self.monotone, self.random_state)
         else:
             base = clone(self.estimator)
-        both = np.vstack([X, swap_margins(X, self.n_margins)])
+        both = np.vstack([X, swap_margins(X, self.n_margins, self.swap_pairs)])
         labels = np.concatenate([y, 1 - y])
         weights = None if sample_weight is None else np.concatenate([sample_weight, sample_weight])
         self.estimator_ = base.fit(both, labels, sample_weight=weights)
@@ -70,7 +77,7 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
-        p = 0.5 * (self._p_a(X) + 1.0 - self._p_a(swap_margins(X, self.n_margins)))
+        p = 0.5 * (self._p_a(X) + 1.0 - self._p_a(swap_margins(X, self.n_margins, self.swap_pairs)))
         return np.column_stack([1.0 - p, p])
 
     def contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -80,14 +87,14 @@ class SymmetricStacker(ClassifierMixin, BaseEstimator):
         LightGBM: its exact tree contributions (``pred_contrib=True``) from the booster, never the
         compiled trees; a linear model: ``coef x feature``."""
         X = np.asarray(X, dtype=np.float32)
-        both = [self._raw_contributions(X), self._raw_contributions(swap_margins(X, self.n_margins))]
+        both = [self._raw_contributions(X), self._raw_contributions(swap_margins(X, self.n_margins, self.swap_pairs))]
         half = 0.5 * (both[0] - both[1])
         return half[:, :-1], half[:, -1]
 
     def raw_score(self, X) -> np.ndarray:
         """The symmetric raw score ``(f(x) - f(swap x)) / 2`` in log-odds (what :meth:`contributions` add up to)."""
         X = np.asarray(X, dtype=np.float32)
-        return 0.5 * (self._raw(X) - self._raw(swap_margins(X, self.n_margins)))
+        return 0.5 * (self._raw(X) - self._raw(swap_margins(X, self.n_margins, self.swap_pairs)))
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         est = self.estimator_

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from ctxsim.schema import HEAD_KIND
 
 GLOBAL_INIT, ZEROSHOT_INIT = "global", "zeroshot"
+#: L2 penalty on a member's per-image offsets (members/memory.py): ``memory_l2 x sum ||o_i||^2``.
+MEMORY_L2 = 3e-3
 
 
 @dataclass
@@ -34,3 +36,7 @@ class MemberConfig:
     # forgetting what the global member knows. "zeroshot": start from an untrained head instead.
     context_init: str = GLOBAL_INIT
     pull: float = 1.0
+    # Known images (members/memory.py): the primary view's global member also learns a per-image offset
+    # for its training images (zero for any other image), L2-penalised with memory_l2.
+    memory: bool = False
+    memory_l2: float = MEMORY_L2

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctxsim.data.images import file_digest
 from ctxsim.embedding.cache import embed_images
 from ctxsim.embedding.distances import l2_normalize
 from ctxsim.members.backbones import Backbone, create_backbone, create_view
 from ctxsim.members.config import MemberConfig
 from ctxsim.members.heads import ResidualHead, StackedHeads
+from ctxsim.members.memory import Memory, split_memory
 from ctxsim.members.training import Triplets, fit, split_by_images
 from ctxsim.members.views import View
 from ctxsim.schema import HEAD_KIND, LORA_KIND
@@ -43,6 +45,7 @@ class MemberSpec:
     lora_alpha: int | None = None
     lora_targets: list[str] | None = None
     view: str | None = None  # View.spec of what the member sees; None: the run's backbone, last layer
+    memory: bool = False  # per-image offsets for its training images (members/memory.py)
 
 
 def _split(triplets: Triplets, cfg: MemberConfig, seed: int) -> tuple[Triplets, Triplets]:
@@ -62,7 +65,7 @@ def train_head(features: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *,
     head = ResidualHead(features.shape[1], cfg.hidden)
     penalty = None
     if init is not None:
-        head.load_state_dict(init)
+        head.load_state_dict(split_memory(init)[0])  # a global member's memory is its own
         anchor = [p.detach().clone() for p in head.parameters()]
 
         def penalty():
@@ -133,6 +136,7 @@ class MemberSet:
         primary = View(backbone_name).spec
         self.views: dict[str, _ViewMembers] = {}  # view spec -> its backbone, zero-shot and head members
         self.lora_backbones = {}
+        self.memories: dict[str, Memory] = {}  # member name -> its known images' offsets
         for spec in self.specs:
             view = spec.view or primary
             if spec.kind == LORA_KIND:
@@ -143,7 +147,10 @@ class MemberSet:
             members = self.views[view]
             if spec.kind == HEAD_KIND:
                 head = ResidualHead(members.backbone.feature_dim, spec.hidden)
-                head.load_state_dict(load_file(str(_weights_file(folder, spec.name))))
+                state, memory = split_memory(load_file(str(_weights_file(folder, spec.name))))
+                head.load_state_dict(state)
+                if memory:
+                    self.memories[spec.name] = Memory(memory)
                 members.heads.append(head)
                 members.head_names.append(spec.name)
             else:
@@ -173,6 +180,9 @@ class MemberSet:
                     stacked = members.stacked.to(device)(torch.as_tensor(feats, device=device)).cpu().numpy()
                 out.update(zip(members.head_names, stacked))
         out.update(self._embed_lora(paths, cache, device, progress))
+        if self.memories:  # known images get their offsets, looked up by content digest
+            digests = [file_digest(p) for p in paths]
+            out.update({name: memory.apply(out[name], digests) for name, memory in self.memories.items()})
         return {s.name: out[s.name] for s in self.specs}
 
     def _embed_lora(self, paths, cache, device, progress) -> dict[str, np.ndarray]:

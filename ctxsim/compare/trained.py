@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from ctxsim.compare.comparator import Comparator
+from ctxsim.data.images import file_digest
 from ctxsim.data.triplets import read_triplets, resolved_paths
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.selective import Selection, SelectiveCalibration, check_target
@@ -21,6 +22,8 @@ from ctxsim.errors import InputError, Problem
 from ctxsim.run_folder import RunFolder
 from ctxsim.schema import (
     ANSWERED,
+    IMAGE_COLUMNS,
+    PATH,
     CONTEXT_SIMILARITY,
     DEFAULT_DELTA,
     OUT_OF_CONTEXT,
@@ -39,6 +42,7 @@ _MEMBERSHIP_SOURCE = ZEROSHOT  # contexts are centroids in the zero-shot embeddi
 _CENTROID_SIMILARITY = "_centroid_similarity"  # per-image cosine similarity to every context centroid
 #: ``explain`` levels: ``why`` only, or ``why`` and a ``contrib_<feature>`` column per stacking feature.
 EXPLAIN_LEVELS = ("top", "full")
+_SEEN = "_seen"  # per image: 1.0 when the run trained on it (ensemble/regime.py)
 
 
 class RunComparator(Comparator):
@@ -52,6 +56,7 @@ class RunComparator(Comparator):
         self.members = self.run_folder.load_members(self.run.backbone)
         self.ensemble = self.run_folder.load_ensemble()
         self.calibration = self.run_folder.load_calibration()
+        self.known = self.run_folder.load_known() if self.ensemble.regime else None
         self.baselines = baselines
         self.selection: Selection | None = None
         self.explain_level: str | None = None
@@ -144,6 +149,8 @@ class RunComparator(Comparator):
         data = self.members.embed(paths, self.cache, device=self.device, progress=self.progress)
         data[_MEMBERSHIP] = self.contexts.membership(data[ZEROSHOT])
         data[_CENTROID_SIMILARITY] = self.contexts.centroid_similarity(data[ZEROSHOT])
+        if self.known is not None:
+            data[_SEEN] = self.known.flags([file_digest(p) for p in paths])
         return data
 
     def _inputs(self, margins: dict, ref: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
@@ -155,7 +162,10 @@ class RunComparator(Comparator):
             membership = membership.copy()
             membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
         emb = self._data[ZEROSHOT][ref] if with_embeddings else None
-        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref)
+        seen = None
+        if self.known is not None:  # seen_ref, seen_a, seen_b from the run's training digests
+            seen = np.column_stack([self._data[_SEEN][self._codes(chunk[PATH[c]])] for c in IMAGE_COLUMNS])
+        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref, seen)
 
     def _combine(self, margins, ref, chunk):
         x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctxsim.config import TrainConfig
+from ctxsim.data.images import file_digest
 from ctxsim.embedding.cache import preprocess_images
 from ctxsim.members.backbones import create_backbone
 from ctxsim.members.member import (
@@ -16,6 +17,7 @@ from ctxsim.members.member import (
     train_head,
     train_lora,
 )
+from ctxsim.members.memory import memory_state, train_memory
 from ctxsim.members.training import Triplets
 from ctxsim.schema import HEAD_KIND
 
@@ -31,6 +33,13 @@ class MemberTrainer:
         self.features = {view: torch.as_tensor(f) for view, f in features.items()}
         self.paths = paths
         self._pixels = None
+        self._digests = None
+
+    def digests(self) -> list[str]:
+        """The image table's content digests (what a member's memory is keyed by), computed once."""
+        if self._digests is None:
+            self._digests = [file_digest(p) for p in self.paths]
+        return self._digests
 
     def pixels(self):
         """The preprocessed image table, for LoRA members (built once)."""
@@ -47,8 +56,16 @@ class MemberTrainer:
             features = self.features[spec.view]
             head, history = train_head(features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress, init=init)
             with torch.no_grad():
-                emb = head(features).numpy()
-            return head_state(head), emb, history
+                emb = head(features)
+            state = head_state(head)
+            if spec.memory:  # offsets for its training images, on top of the frozen head
+                offsets, images, history["memory"] = train_memory(emb, triplets, mcfg, seed=seed, desc=f"{desc} memory",
+                                                                  progress=self.progress)
+                state |= memory_state(offsets, [self.digests()[i] for i in images])
+                at = torch.as_tensor(images, dtype=torch.long)
+                emb = emb.clone()
+                emb[at] = torch.nn.functional.normalize(emb[at] + offsets, dim=-1)
+            return state, emb.numpy(), history
         model, history = train_lora(self.cfg.backbone, self.pixels(), triplets, mcfg, seed=seed, desc=desc,
                                     progress=self.progress, device=self.device)
         with torch.no_grad():
@@ -57,18 +74,32 @@ class MemberTrainer:
         return lora_state(model), emb, history
 
 
+#: Out-of-fold copies: without a fold's images (new images), or without a fold's rows (triplet folds:
+#: images stay known; ctxsim/train/regimes.py).
+IMAGE_FOLDS, TRIPLET_FOLDS = "image", "triplet"
+
+
 @dataclass
 class FitJob:
-    """One member fit: on all of the member's triplets (``fold`` None), or without fold ``fold``'s images."""
+    """One member fit: on all of the member's triplets (``fold`` None), or without fold ``fold``'s images
+    (``folds`` IMAGE_FOLDS) or rows (TRIPLET_FOLDS)."""
 
     spec: MemberSpec
     fold: int | None
     triplets: Triplets
     seed: int
     init: dict | None = None  # starting weights (a context head: its view's global head of the same fold)
+    folds: str = IMAGE_FOLDS
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """Which fit of its member this is (the same key names the global member's fit of the same fold)."""
+        return self.folds, self.fold
 
     @property
     def desc(self) -> str:
-        return self.spec.name if self.fold is None else f"{self.spec.name} fold {self.fold}"
+        if self.fold is None:
+            return self.spec.name
+        return f"{self.spec.name} fold {self.fold}" if self.folds == IMAGE_FOLDS else f"{self.spec.name} triplet fold {self.fold}"
 
 

@@ -17,10 +17,12 @@ import polars as pl
 from ctxsim.config import TrainConfig
 from ctxsim.console import bar_disabled
 from ctxsim.contexts.membership import Contexts, fit_contexts
+from ctxsim.data.images import file_digest
 from ctxsim.data.triplets import public_columns, read_triplets
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
 from ctxsim.embedding.distances import l2_normalize, margins
 from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.backbones import create_backbone, create_view
@@ -45,7 +47,8 @@ from ctxsim.schema import (
     context_member_name,
     margin_column,
 )
-from ctxsim.train.member_fits import FitJob, MemberTrainer
+from ctxsim.train.member_fits import IMAGE_FOLDS, FitJob, MemberTrainer
+from ctxsim.train.regimes import both_regimes, image_fold_seen, triplet_fold_jobs, triplet_fold_seen, triplet_folds
 from ctxsim.train.ray_backend import fit_members_ray
 from ctxsim.train.trust import fit_context_floors, selective_calibration, trust_metrics
 
@@ -122,7 +125,12 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     row_fold = image_fold[idx["ref"]]
     oof = {s.name: margins(l2_normalize(features[s.view]), idx["ref"], idx["a"], idx["b"]) for s in specs if s.kind == ZEROSHOT_KIND}
     weights, histories = {}, {}
-    jobs = fit_jobs([s for s in specs if s.kind != ZEROSHOT_KIND], triplets, row_context, image_fold, cfg)
+    trained = [s for s in specs if s.kind != ZEROSHOT_KIND]
+    jobs = fit_jobs(trained, triplets, row_context, image_fold, cfg)
+    row_tfold = triplet_folds(len(y), cfg.triplet_folds, cfg.seed) if cfg.triplet_folds else None
+    if row_tfold is not None:  # the known-images regime: out-of-fold over rows (ctxsim/train/regimes.py)
+        jobs += triplet_fold_jobs(trained, triplets, row_context, row_tfold, cfg.triplet_folds, cfg.seed)
+    known = dict(oof)  # zero-shot margins are the same in both regimes
     trainer = MemberTrainer(cfg, features, paths, device, progress) if ray is None else None
     # Two waves: global members first, then context members, which start from their view's global
     # member fitted on the same folds (so no out-of-fold margin sees its own fold's images).
@@ -136,9 +144,13 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
         else:
             results = fit_members_ray(batch, cfg, features, paths, device=device, address=ray)
         for job, (state, emb, history) in tqdm(results, total=len(batch), desc="members", unit="fit", disable=bar_disabled(progress)):
-            fitted[(job.spec.name, job.fold)] = state
+            fitted[(job.spec.name, job.key)] = state
             if job.fold is None:
                 weights[job.spec.name], histories[job.spec.name] = state, history
+            elif job.folds != IMAGE_FOLDS:
+                rows_g = row_tfold == job.fold
+                known.setdefault(job.spec.name, np.empty(len(y), dtype=np.float32))
+                known[job.spec.name][rows_g] = margins(emb, idx["ref"][rows_g], idx["a"][rows_g], idx["b"][rows_g])
             else:
                 rows_f = row_fold == job.fold
                 oof.setdefault(job.spec.name, np.empty(len(y), dtype=np.float32))
@@ -148,13 +160,20 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     names = [s.name for s in specs]
     val_accuracy = _accuracy_table(oof, names, y, weight, row_context, contexts.names)
     x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
-    ensemble, cv_pred = Ensemble.fit(x, (y > 0).astype(int), weight, row_fold, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
+    y01, weight_x, groups = (y > 0).astype(int), weight, row_fold
+    if row_tfold is not None:  # both regimes: every triplet with its image-fold and its triplet-fold margins
+        x = both_regimes(x, image_fold_seen(triplets, image_fold, row_fold, cfg.folds), np.column_stack([known[n] for n in names]),
+                         triplet_fold_seen(triplets, row_tfold, cfg.triplet_folds))
+        y01, weight_x, groups = np.tile(y01, 2), np.tile(weight, 2), np.tile(row_fold, 2)
+    ensemble, cv_pred = Ensemble.fit(x, y01, weight_x, groups, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
+    cv_pred = {n: p[: len(y)] for n, p in cv_pred.items()}  # the run's report and calibration: the new-images regime
     calibration, selections = selective_calibration(cv_pred[ensemble.chosen], y, weight)
     fit_context_floors(contexts, zeroshot, idx["ref"], membership)
 
     with new_run(out) as run:  # the run folder appears whole, or not at all
         manifest = RunManifest(backbone=cfg.backbone, members=names, contexts=contexts.names, config=cfg.to_dict())
-        run.save_model(contexts, specs, weights, ensemble, manifest, calibration, [s.as_dict() for s in selections])
+        run.save_model(contexts, specs, weights, ensemble, manifest, calibration, [s.as_dict() for s in selections],
+                       known=KnownImages(file_digest(p) for p in paths))
         scored = _scored_frame(df, row_context, cv_pred, ensemble.chosen, oof, names)
         metrics = _metrics(scored, names, cv_pred, ensemble, histories, len(paths), time.time() - started)
         metrics |= trust_metrics(selections, contexts)
@@ -212,7 +231,7 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
         options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
         name = lambda base: member_name(base, view, views[0])  # noqa: E731
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
-        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec))
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=m.memory and kind == HEAD_KIND and view == views[0]))
         specs += [MemberSpec(name(context_member_name(c)), kind, c, **options, view=view.spec) for c in own_contexts]
     return specs
 
@@ -221,7 +240,7 @@ def _initial_weights(job: FitJob, fitted: dict, primary: View, cfg: TrainConfig)
     """A context head starts from its view's global head of the same fold (see MemberConfig.context_init)."""
     if job.spec.context is None or job.spec.kind != HEAD_KIND or cfg.member.context_init != GLOBAL_INIT:
         return None
-    return fitted.get((member_name(GLOBAL, View.parse(job.spec.view), primary), job.fold))
+    return fitted.get((member_name(GLOBAL, View.parse(job.spec.view), primary), job.key))
 
 
 def _accuracy_table(oof, names, y, weight, row_context, context_names) -> np.ndarray:

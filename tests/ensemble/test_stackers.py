@@ -111,7 +111,7 @@ def test_sample_weight_decides_whom_to_follow():
 
 def test_scikit_learn_estimator_conventions():
     stacker = SymmetricStacker("logistic", n_margins=3, monotone=False, random_state=5)
-    assert stacker.get_params() == {"estimator": "logistic", "n_margins": 3, "monotone": False, "random_state": 5}
+    assert stacker.get_params() == {"estimator": "logistic", "n_margins": 3, "monotone": False, "random_state": 5, "swap_pairs": ()}
     assert not any(k.endswith("_") for k in vars(stacker))  # __init__ stores parameters only
     copy = clone(stacker)
     assert copy.get_params() == stacker.get_params() and copy is not stacker

@@ -1,0 +1,100 @@
+"""Known images: a member's learned per-image offset, for the images it was trained on.
+
+A member with memory embeds image ``i`` as ``normalize(e_i + o_i)``: ``e_i`` is its head's embedding,
+``o_i`` an offset learned for each training image and zero for every image it never saw, so on new
+images the member is exactly its head. The offsets are fitted after the head, with the head frozen,
+on the member's own triplets (early stopping on a random share of the *rows*, where images stay
+known: the regime the offsets are for), with an L2 penalty ``memory_l2 x sum ||o_i||^2``.
+
+Offsets are saved with the member's weights, keyed by the image's content digest
+(:func:`ctxsim.data.images.file_digest`, SHA-256 of the file's bytes), so at compare time an image
+that was in training gets its offset whatever its path, and any other image gets none. An
+out-of-fold copy is trained without its fold's images, so they get zero offsets by construction.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctxsim.members.config import MemberConfig
+from ctxsim.members.training import Triplets, fit
+
+#: Keys of a member's weights that hold its memory (the rest are its head's).
+MEMORY_PREFIX = "memory."
+OFFSETS, DIGESTS = MEMORY_PREFIX + "offsets", MEMORY_PREFIX + "digests"
+#: SHA-256 digests are stored as 32 raw bytes per image.
+DIGEST_BYTES = 32
+
+
+class Offsets(nn.Module):
+    """One learnable offset per row of an image table, added to fixed embeddings and renormalised."""
+
+    def __init__(self, emb: torch.Tensor):
+        super().__init__()
+        self.emb = emb
+        self.offsets = nn.Parameter(torch.zeros_like(emb))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.emb[idx] + self.offsets[idx], dim=-1)
+
+
+def split_by_rows(triplets: Triplets, fraction: float, rng: np.random.Generator) -> tuple[Triplets, Triplets]:
+    """(train, validation): a random share of the rows; their images stay in training."""
+    held = rng.random(len(triplets)) < fraction
+    return triplets.subset(~held), triplets.subset(held)
+
+
+def train_memory(emb: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0, desc: str = "memory",
+                 progress: bool = True) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """Offsets for the images of ``triplets`` on top of fixed (normalised) embeddings ``emb`` of the image table.
+
+    Returns (offsets of the trained images, those images' table indices, history)."""
+    torch.manual_seed(seed)
+    module = Offsets(emb.detach())
+    train, val = split_by_rows(triplets, cfg.val_fraction, np.random.default_rng(seed))
+    if len(val) < cfg.min_val_triplets or len(train) == 0:
+        train, val = triplets, triplets
+
+    def penalty():
+        return cfg.memory_l2 * (module.offsets ** 2).sum()
+
+    history = fit(module, module, train, val, cfg, seed=seed, desc=desc, progress=progress, penalty=penalty)
+    images = train.images() if len(train) else np.zeros(0, dtype=np.int64)
+    return module.offsets.detach()[torch.as_tensor(images, dtype=torch.long)].clone(), images, history
+
+
+def memory_state(offsets: torch.Tensor, digests: list[str]) -> dict[str, torch.Tensor]:
+    """The tensors a member's weights file keeps for its memory: offsets and their images' digests."""
+    raw = np.frombuffer(b"".join(bytes.fromhex(d) for d in digests), dtype=np.uint8).reshape(len(digests), DIGEST_BYTES)
+    return {OFFSETS: offsets.contiguous(), DIGESTS: torch.as_tensor(raw.copy())}
+
+
+def split_memory(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(the head's weights, the memory's) of a member's weights."""
+    head = {k: v for k, v in state.items() if not k.startswith(MEMORY_PREFIX)}
+    return head, {k: v for k, v in state.items() if k.startswith(MEMORY_PREFIX)}
+
+
+class Memory:
+    """A member's stored offsets, looked up by image digest."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        self.offsets = state[OFFSETS].float().numpy()
+        digests = state[DIGESTS].numpy().reshape(-1, DIGEST_BYTES)
+        self.index = {row.tobytes().hex(): i for i, row in enumerate(digests)}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def apply(self, emb: np.ndarray, digests: list[str]) -> np.ndarray:
+        """``normalize(emb + offset)`` for the known images among ``digests``; the others unchanged."""
+        rows = [(i, self.index[d]) for i, d in enumerate(digests) if d in self.index]
+        if not rows:
+            return emb
+        out = np.array(emb, dtype=np.float32, copy=True)
+        at, known = (np.asarray(v) for v in zip(*rows))
+        moved = out[at] + self.offsets[known]
+        out[at] = moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
+        return out

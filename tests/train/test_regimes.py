@@ -1,0 +1,92 @@
+"""Known images end to end: a run with ``member.memory`` and triplet folds on the tiny two-context set.
+The global member's offsets cover exactly the images each copy trained on, the stacker reads seen_*
+features built from the out-of-fold structure, and compare finds known images by content digest."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+from safetensors.torch import load_file
+
+from ctxsim.compare.trained import RunComparator
+from ctxsim.config import load_config
+from ctxsim.data.images import file_digest
+from ctxsim.data.triplets import read_triplets
+from ctxsim.members.memory import DIGESTS, Memory
+from ctxsim.train import pipeline as train_module
+from ctxsim.train.member_fits import MemberTrainer
+from ctxsim.train.pipeline import image_table, train_run
+from tests.synthetic import write_training_set, write_unseen_set
+
+TINY = ["backbone=test_tiny", "views=[]", "folds=2", "member.epochs=2", "contexts.min_triplets=10",
+        "member.memory=true", "triplet_folds=2", "member.min_val_triplets=100000"]
+
+
+def test_memory_and_triplet_folds_end_to_end(tmp_path, monkeypatch):
+    csv = write_training_set(tmp_path)
+    folds_seen, calls = [], []
+    original_folds, original_train = train_module.image_folds, MemberTrainer.train
+
+    def spy_folds(*args):
+        folds_seen.append(original_folds(*args))
+        return folds_seen[-1]
+
+    def spy_train(self, spec, triplets, seed, desc, init=None):
+        result = original_train(self, spec, triplets, seed, desc, init=init)
+        calls.append((spec.name, desc, triplets, result[0]))
+        return result
+
+    monkeypatch.setattr(train_module, "image_folds", spy_folds)
+    monkeypatch.setattr(MemberTrainer, "train", spy_train)
+    metrics = train_run(csv, tmp_path / "run", cfg=load_config(None, TINY), progress=False)
+    run = tmp_path / "run"
+
+    paths, idx = image_table(read_triplets(csv))
+    digests = [file_digest(p) for p in paths]
+    (fold_of_image,) = folds_seen
+    # fits: 3 trained members x (1 + 2 image folds + 2 triplet folds); only global has a memory
+    assert len(calls) == 3 * 5 and sum("triplet fold" in d for _, d, _, _ in calls) == 6
+    for name, desc, triplets, state in calls:
+        assert (DIGESTS in state) == (name == "global"), desc
+        if name != "global":
+            continue
+        remembered = {bytes(row.tolist()).hex() for row in state[DIGESTS]}
+        assert remembered == {digests[i] for i in triplets.images()}, desc  # exactly the images it trained on
+        if " fold " in desc and "triplet" not in desc:  # an image-fold copy: its fold's images get no offset
+            fold = int(desc.rsplit(" ", 1)[1])
+            assert remembered.isdisjoint(digests[i] for i in np.flatnonzero(fold_of_image == fold)), desc
+        if "triplet fold" in desc:  # a triplet-fold copy trained on half of the rows: images stay known
+            assert 0.3 * len(idx["ref"]) < len(triplets) < 0.7 * len(idx["ref"]) and len(triplets.images()) == 20
+
+    manifest = json.loads((run / "run.json").read_text())
+    assert "known/digests.json" in manifest["files"]
+    assert sorted(json.loads((run / "known" / "digests.json").read_text())) == sorted(digests)
+    assert Memory({k: v for k, v in load_file(str(run / "members" / "global.safetensors")).items() if k.startswith("memory.")}).index.keys() == set(digests)
+    meta = json.loads((run / "ensemble" / "ensemble.json").read_text())
+    assert meta["feature_names"][-3:] == ["seen_ref", "seen_a", "seen_b"] and meta["combiners"]["stacker"]["regime"] is True
+    assert metrics["n_triplets"] == 240 and pl.read_parquet(run / "report" / "oof_scored.parquet").height == 240
+
+    # compare: a training image under another name is known (same bytes); an image never trained on is not
+    unseen_csv = write_unseen_set(tmp_path / "unseen")
+    shutil.copy(tmp_path / "images" / "red0.png", tmp_path / "renamed.png")
+    comparator = RunComparator(run, progress=False)
+    assert comparator.ensemble.regime and len(comparator.known) == 20
+    unseen = sorted(str(p) for p in (tmp_path / "unseen" / "images").glob("*.png"))[:2]
+    images = [str(tmp_path / "images" / "red0.png"), str(tmp_path / "renamed.png"), *unseen]
+    with_memory = comparator.embed(images, member="global")
+    plain = RunComparator(run, progress=False)
+    plain.members.memories = {}
+    without = plain.embed(images, member="global")
+    assert np.abs(with_memory[:2] - without[:2]).max() > 1e-4  # known images get their offset
+    np.testing.assert_allclose(with_memory[0], with_memory[1], atol=1e-6)
+    np.testing.assert_array_equal(with_memory[2:], without[2:])  # the others none
+    np.testing.assert_array_equal(comparator.known.flags([file_digest(p) for p in images]), [1, 1, 0, 0])
+
+    # exact A/B symmetry with seen_a/seen_b swapping: rows mixing known and new candidates
+    rows = pl.DataFrame({"ref": [images[0], images[2]], "a": [images[1], images[0]], "b": [images[2], images[3]]})
+    p = comparator.score(rows)["p_a"].to_numpy()
+    q = comparator.score(rows.rename({"a": "b", "b": "a"}))["p_a"].to_numpy()
+    np.testing.assert_allclose(p + q, 1.0, atol=1e-12)
+    assert pl.read_csv(unseen_csv).height > 0
