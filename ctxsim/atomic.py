@@ -123,13 +123,15 @@ def _recover(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _target_lock(target: Path):
+def exclusive_lock(target: str | os.PathLike, writer: str = "ctxsim run"):
+    """One writer at a time per output (a lock file beside it): a second one fails at once."""
+    target = Path(target)
     lock_path = target.parent / f".{target.name}.lock"
     with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another ctxsim run is writing {target}") from None
+            raise RuntimeError(f"another {writer} is writing {target}") from None
         try:
             yield
         finally:
@@ -147,7 +149,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
         raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(target))
-    with _target_lock(target):
+    with exclusive_lock(target):
         _recover(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:

@@ -10,8 +10,6 @@ that of an uninterrupted run.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ctxsim.atomic import write_text_atomic
+from ctxsim.atomic import exclusive_lock, write_text_atomic
 from ctxsim.compare.comparator import Comparator
 from ctxsim.console import bar_disabled
 from ctxsim.data.triplets import (
@@ -31,8 +29,8 @@ from ctxsim.data.triplets import (
     iter_triplet_chunks,
     validate,
 )
-from ctxsim.metrics import AccuracyTally
 from ctxsim.embedding.bad_images import write_bad_images
+from ctxsim.metrics import AccuracyTally
 from ctxsim.schema import IMAGE_COLUMNS, OUTPUT_COLUMNS, PATH, margin_column
 
 log = logging.getLogger(__name__)
@@ -216,18 +214,6 @@ def skip_rows(chunks: Iterator[pl.DataFrame], n: int) -> Iterator[pl.DataFrame]:
             yield chunk
 
 
-@contextlib.contextmanager
 def _exclusive(partial: PartialOutput):
     """One ``compare`` at a time per output file: a second one fails at once instead of mixing rows."""
-    lock_path = partial.out.parent / f".{partial.out.name}.lock"
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another `ctxsim compare` is writing {partial.out}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            with contextlib.suppress(OSError):
-                lock_path.unlink()
+    return exclusive_lock(partial.out, "`ctxsim compare`")
