@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,24 +32,29 @@ def collection_name(prefix: str, member: str) -> str:
     return f"{prefix}_{safe}_{hashlib.sha256(member.encode()).hexdigest()[:8]}"
 
 
-class VectorStore:
-    """What a catalogue index needs from a vector database."""
+class VectorStore(ABC):
+    """What a catalogue index needs from a vector database (Milvus, or exact numpy)."""
 
-    def create(self, name: str, dim: int) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def create(self, name: str, dim: int) -> None:
+        ...
 
-    def existing(self, name: str, ids: Sequence[str]) -> set[str]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def existing(self, name: str, ids: Sequence[str]) -> set[str]:
+        ...
 
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, paths: Sequence[str]) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, paths: Sequence[str]) -> None:
+        ...
 
-    def search(self, name: str, vectors: np.ndarray, k: int) -> list[list[tuple[str, str, float]]]:  # pragma: no cover
+    @abstractmethod
+    def search(self, name: str, vectors: np.ndarray, k: int) -> list[list[tuple[str, str, float]]]:
         """For each query vector, up to ``k`` (id, path, cosine similarity), most similar first."""
-        raise NotImplementedError
+        ...
 
-    def count(self, name: str) -> int:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def count(self, name: str) -> int:
+        ...
 
     def close(self) -> None:
         pass
