@@ -15,7 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import base_parser, machine, pool, rows_csv, save, setup_env, table, trained_run
+from benchmarks.common import (
+    base_parser,
+    machine,
+    pool,
+    rows_csv,
+    save,
+    setup_env,
+    table,
+    trained_run,
+)
 
 SIZES = [1_000, 10_000, 100_000, 1_000_000]
 TARGET_RATIO_AT_100K = 20.0
@@ -34,7 +43,7 @@ class NaiveScorer:
         from ctxsim.ensemble.selection import Ensemble
         from ctxsim.members.backbones import create_backbone
         from ctxsim.members.heads import ResidualHead
-        from ctxsim.members.member import MemberSpec
+        from ctxsim.members.inference import MemberSpec
 
         meta = json.loads((run / "run.json").read_text())
         self.backbone = create_backbone(meta["backbone"], pretrained=True).eval()
@@ -53,8 +62,8 @@ class NaiveScorer:
     def score_row(self, ref: str, a: str, b: str) -> float:
         import torch.nn.functional as F
 
-        from ctxsim.ensemble.inputs import EnsembleInputs
         from ctxsim.data.images import load_image
+        from ctxsim.ensemble.inputs import EnsembleInputs
 
         margins, zeroshot_ref = [], None
         with self.torch.inference_mode():
@@ -81,9 +90,9 @@ def main(argv=None) -> dict:
 
     import polars as pl
 
-    from ctxsim.embedding.cache import EmbeddingCache
-    from ctxsim.compare.trained import RunComparator
     from ctxsim.compare.scoring import compare_files
+    from ctxsim.compare.trained import RunComparator
+    from ctxsim.embedding.cache import EmbeddingCache
 
     images, _ = pool(args.work)
     run = trained_run(args.work, args.members)

@@ -12,7 +12,15 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks.common import base_parser, machine, pool, save, setup_env, table, trained_run
+from benchmarks.common import (
+    base_parser,
+    machine,
+    pool,
+    save,
+    setup_env,
+    table,
+    trained_run,
+)
 
 TARGET_RATIO = 1.3
 
@@ -38,7 +46,7 @@ def main(argv=None) -> dict:
     setup_env(args.work)
 
     from ctxsim.embedding.cache import EmbeddingCache
-    from ctxsim.members.member import MemberSet
+    from ctxsim.members.inference import MemberSet
 
     images, _ = pool(args.work)
     run = trained_run(args.work, 8)

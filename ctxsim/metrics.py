@@ -6,7 +6,9 @@ majority; ``vote_agreement`` is the share of individual votes that side with the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import polars as pl
@@ -18,13 +20,16 @@ CONFIDENCE = 0.95
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (scipy's implementation)."""
+    """Wilson score interval for a binomial proportion (what ``scipy.stats.binomtest(...).proportion_ci(
+    method="wilson")`` gives, tested against it): written out because importing scipy.stats costs half a
+    second, more than a warm compare of a thousand rows takes."""
     if n == 0:
         return (float("nan"), float("nan"))
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p, z2 = successes / n, z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (max(0.0, center - half), min(1.0, center + half))
 
 
 _COUNTS = ("rows", "labelled", "correct", "clear", "clear_correct", "votes", "votes_agree", "votes_best", "answered",

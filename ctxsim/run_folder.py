@@ -33,7 +33,7 @@ from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.ensemble.selective import SelectiveCalibration
 from ctxsim.errors import InputError, Problem
-from ctxsim.members.member import MemberSet, MemberSpec, save_members
+from ctxsim.members.inference import MemberSet, MemberSpec, save_members
 
 #: The layout this code writes and reads; a run of another format is refused.
 FORMAT_VERSION = 2

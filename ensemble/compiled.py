@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ctxsim.embedding.cache import default_cache_dir
+from ctxsim.ensemble.trees import ZERO_THRESHOLD, TextModelError, TreeModel
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ MIN_ROWS_PER_THREAD = 4 * BLOCK_ROWS
 #: Rows of the self-check run on load (random rows plus every split threshold of the model).
 CHECK_ROWS = 512
 CACHE_SUBDIR = "compiled"
-#: LightGBM's ``kZeroThreshold`` (the float 1e-35): inputs no larger in magnitude are read as 0.0.
-ZERO_THRESHOLD = float(np.float32(1e-35))
 #: The first call with at least this many rows compiles the model; smaller calls use the booster.
 COMPILE_MIN_ROWS = 20_000
 
@@ -167,14 +166,33 @@ def _compile(booster, cache_dir) -> CompiledPredictor:
 
 
 class FastBooster:
-    """A booster that compiles itself the first time it predicts many rows (``COMPILE_MIN_ROWS``): small
-    calls (one triplet, unit tests) never pay for compiling, large ones run compiled. Every call answers
+    """A LightGBM model (its text) that predicts small calls (one triplet, a warm compare of a few thousand
+    rows) with :class:`~ctxsim.ensemble.trees.TreeModel` in numpy — LightGBM itself is not even imported —
+    and compiles itself the first time it predicts many rows (``COMPILE_MIN_ROWS``). Every call answers
     exactly what ``booster.predict`` answers."""
 
-    def __init__(self, booster, cache_dir: str | os.PathLike | None = None):
-        self.booster, self.cache_dir = booster, cache_dir
-        self._reference = BoosterPredictor(booster)
+    def __init__(self, model_str: str, cache_dir: str | os.PathLike | None = None):
+        self.model_str, self.cache_dir = model_str, cache_dir
+        self._booster = None
+        try:
+            self._reference = TreeModel(model_str)
+        except TextModelError as err:
+            log.debug("stacker: LightGBM predicts small calls too (%s)", err)
+            self._reference = None
         self._compiled: CompiledPredictor | BoosterPredictor | None = None
+
+    @property
+    def booster(self):
+        """The LightGBM booster (imported and built on first use: explanations, compiling)."""
+        if self._booster is None:
+            import lightgbm
+
+            self._booster = lightgbm.Booster(model_str=self.model_str)
+        return self._booster
+
+    @property
+    def n_features(self) -> int:
+        return self._reference.n_features if self._reference is not None else self.booster.num_feature()
 
     @property
     def predictor(self) -> CompiledPredictor | BoosterPredictor:
@@ -190,7 +208,8 @@ class FastBooster:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if len(X) < COMPILE_MIN_ROWS and self._compiled is None:
-            return self._reference.predict(X)
+            reference = self._reference if self._reference is not None else BoosterPredictor(self.booster)
+            return reference.predict(X)
         return self.predictor.predict(X)
 
 

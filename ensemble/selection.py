@@ -32,7 +32,7 @@ from ctxsim.ensemble.features import (
     swap_pairs,
 )
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.stackers import SymmetricStacker
+from ctxsim.ensemble.symmetric import LinearModel, SymmetricModel
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT, margin_column
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ class StackerCombiner:
         self.estimator, self.val_accuracy, self.monotone, self.seed = estimator, val_accuracy, monotone, seed
 
     def fit(self, x: EnsembleInputs, y, sample_weight=None):
+        # scikit-learn (and LightGBM's training side) only when fitting: a compare loads runs without them
+        from ctxsim.ensemble.stackers import SymmetricStacker
+
         n_margins = n_signed(x.margins.shape[1], x.membership.shape[1])
         self.regime_ = x.seen is not None  # seen_ref/seen_a/seen_b features (ensemble/regime.py)
         X = stacking_features(x, self.val_accuracy, self.regime_)
@@ -98,28 +101,25 @@ class StackerCombiner:
 
     def load_state(self, state: dict) -> None:
         self.regime_ = bool(state.get("regime", False))
-        self.model_ = SymmetricStacker(n_margins=int(state["n_margins"]))
         if state["format"] == "lightgbm":
-            import lightgbm
-
-            self.model_.estimator_ = _BoosterClassifier(lightgbm.Booster(model_str=state["model"]))
+            estimator = _BoosterClassifier(str(state["model"]))
+            n_features = estimator.fast_.n_features
         else:
-            from sklearn.linear_model import LogisticRegression
-
-            lr = LogisticRegression()
-            lr.coef_, lr.intercept_, lr.classes_ = np.asarray(state["coef"]), np.asarray(state["intercept"]), np.array([0, 1])
-            self.model_.estimator_ = lr
-        n_features = len(self.model_.estimator_.booster_.feature_name()) if state["format"] == "lightgbm" else lr.coef_.shape[1]
-        self.model_.set_params(swap_pairs=swap_pairs(n_features, self.regime_))
-        self.model_.classes_ = np.array([0, 1])
+            estimator = LinearModel(state["coef"], state["intercept"])
+            n_features = estimator.coef_.shape[1]
+        self.model_ = SymmetricModel.fitted(estimator, int(state["n_margins"]), swap_pairs(n_features, self.regime_))
 
 
 class _BoosterClassifier:
-    """A LightGBM booster loaded from its text model, with scikit-learn's ``predict_proba``."""
+    """A LightGBM model loaded from its text, with scikit-learn's ``predict_proba``; the booster itself
+    (``booster_``, for explanations) is built on first use."""
 
-    def __init__(self, booster):
-        self.booster_ = booster
-        self.fast_ = FastBooster(booster)  # compiled trees for large inputs, identical predictions
+    def __init__(self, model_str: str):
+        self.fast_ = FastBooster(model_str)  # numpy trees for small inputs, compiled trees for large ones
+
+    @property
+    def booster_(self):
+        return self.fast_.booster
 
     def predict_proba(self, X):
         p = self.fast_.predict(X)

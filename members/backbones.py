@@ -188,7 +188,7 @@ def _open_clip_source(spec: str, pretrained: bool = True, **kw) -> Backbone:
 
     arch, _, tag = spec.partition("/")
     name = f"open_clip:{spec}"
-    build = lambda: open_clip.create_model(arch, pretrained=(tag or None) if pretrained else None, **kw)  # noqa: E731
+    build = lambda: open_clip.create_model(arch, pretrained=(tag or None) if pretrained else None, **kw)
     model = _from_hub(name, f"open_clip/{spec}", build) if pretrained else build()
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]

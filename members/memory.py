@@ -19,13 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctxsim.members.config import MemberConfig
+from ctxsim.members.offsets import DIGESTS, OFFSETS, digest_rows
 from ctxsim.members.training import Triplets, fit
-
-#: Keys of a member's weights that hold its memory (the rest are its head's).
-MEMORY_PREFIX = "memory."
-OFFSETS, DIGESTS = MEMORY_PREFIX + "offsets", MEMORY_PREFIX + "digests"
-#: SHA-256 digests are stored as 32 raw bytes per image.
-DIGEST_BYTES = 32
 
 
 class Offsets(nn.Module):
@@ -67,34 +62,4 @@ def train_memory(emb: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, se
 
 def memory_state(offsets: torch.Tensor, digests: list[str]) -> dict[str, torch.Tensor]:
     """The tensors a member's weights file keeps for its memory: offsets and their images' digests."""
-    raw = np.frombuffer(b"".join(bytes.fromhex(d) for d in digests), dtype=np.uint8).reshape(len(digests), DIGEST_BYTES)
-    return {OFFSETS: offsets.contiguous(), DIGESTS: torch.as_tensor(raw.copy())}
-
-
-def split_memory(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(the head's weights, the memory's) of a member's weights."""
-    head = {k: v for k, v in state.items() if not k.startswith(MEMORY_PREFIX)}
-    return head, {k: v for k, v in state.items() if k.startswith(MEMORY_PREFIX)}
-
-
-class Memory:
-    """A member's stored offsets, looked up by image digest."""
-
-    def __init__(self, state: dict[str, torch.Tensor]):
-        self.offsets = state[OFFSETS].float().numpy()
-        digests = state[DIGESTS].numpy().reshape(-1, DIGEST_BYTES)
-        self.index = {row.tobytes().hex(): i for i, row in enumerate(digests)}
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def apply(self, emb: np.ndarray, digests: list[str]) -> np.ndarray:
-        """``normalize(emb + offset)`` for the known images among ``digests``; the others unchanged."""
-        rows = [(i, self.index[d]) for i, d in enumerate(digests) if d in self.index]
-        if not rows:
-            return emb
-        out = np.array(emb, dtype=np.float32, copy=True)
-        at, known = (np.asarray(v) for v in zip(*rows))
-        moved = out[at] + self.offsets[known]
-        out[at] = moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
-        return out
+    return {OFFSETS: offsets.contiguous(), DIGESTS: torch.as_tensor(digest_rows(digests))}

@@ -1,5 +1,5 @@
 """The parser of ``ctxsim report SCORED_CSV --out DIR [--images ROOT]`` (its handler is
-:func:`ctxsim.commands.report`, imported only when the command runs)."""
+:func:`ctxsim.commands.report.report`, imported only when the command runs)."""
 from __future__ import annotations
 
 import argparse
@@ -13,4 +13,4 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="root of relative image paths (default: the scored CSV's folder)")
     p.add_argument("--title", help="page title (default: from the CSV's name)")
     p.add_argument("--gallery", type=int, metavar="N", help="how many hardest misjudged triplets to show as thumbnails")
-    p.set_defaults(handler="ctxsim.commands:report")
+    p.set_defaults(handler="ctxsim.commands.report:report")

@@ -17,20 +17,17 @@ import polars as pl
 
 from ctxsim.data.triplets import resolved_paths
 from ctxsim.embedding import distances
-from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir, embed_images
-from ctxsim.members.backbones import create_backbone
+from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir
 from ctxsim.retrieval import search as retrieval
 from ctxsim.schema import (
     ABSTAIN,
     ANSWERED,
     DECISION_THRESHOLD,
-    DEFAULT_CONTEXT,
     IMAGE_COLUMNS,
     LABEL_A,
     LABEL_B,
     PATH,
     PRED_RAW,
-    ZEROSHOT,
     margin_column,
 )
 
@@ -176,25 +173,3 @@ class Comparator(ABC):
         """The ``k`` images of a catalogue ``index`` (``ctxsim index build``) closest to ``query`` in its
         context, re-ranked by this model (see :func:`ctxsim.retrieval.search.search`)."""
         return retrieval.search(self, query, k, index, **kw)
-
-
-class ZeroShotComparator(Comparator):
-    """One member, ``zeroshot``: a pretrained backbone's features compared by cosine distance."""
-
-    def __init__(self, backbone_name: str, **kw):
-        super().__init__(**kw)
-
-        self.backbone = create_backbone(backbone_name, pretrained=True)
-
-    @property
-    def member_names(self) -> list[str]:
-        return [ZEROSHOT]
-
-    def _image_data(self, paths):
-        feats = embed_images(paths, self.backbone, self.cache, device=self.device, progress=self.progress)
-        return {ZEROSHOT: distances.l2_normalize(feats)}
-
-    def _combine(self, margins, ref, chunk):
-        context = chunk["context"].fill_null(DEFAULT_CONTEXT) if "context" in chunk.columns else pl.Series([DEFAULT_CONTEXT] * chunk.height)
-        return sigmoid(ZERO_SHOT_SCALE * margins[ZEROSHOT]), context, {}
-

@@ -22,8 +22,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctxsim.compare.comparator import Comparator, ZeroShotComparator
+from ctxsim.compare.comparator import Comparator
 from ctxsim.compare.trained import RunComparator
+from ctxsim.compare.zero_shot import ZeroShotComparator
 from ctxsim.errors import ModelNotFoundError
 from ctxsim.run_folder import MANIFEST_FILE
 

@@ -10,8 +10,8 @@ from ctxsim.config import TrainConfig
 from ctxsim.data.images import file_digest
 from ctxsim.embedding.cache import preprocess_images
 from ctxsim.members.backbones import create_backbone
+from ctxsim.members.inference import MemberSpec
 from ctxsim.members.member import (
-    MemberSpec,
     head_state,
     lora_state,
     train_head,

@@ -27,7 +27,7 @@ from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.backbones import create_backbone, create_view
 from ctxsim.members.config import GLOBAL_INIT
-from ctxsim.members.member import MemberSpec
+from ctxsim.members.inference import MemberSpec
 from ctxsim.members.training import Triplets
 from ctxsim.members.views import View, member_name
 from ctxsim.metrics import AccuracyTally
@@ -48,8 +48,14 @@ from ctxsim.schema import (
     margin_column,
 )
 from ctxsim.train.member_fits import IMAGE_FOLDS, FitJob, MemberTrainer
-from ctxsim.train.regimes import both_regimes, image_fold_seen, triplet_fold_jobs, triplet_fold_seen, triplet_folds
 from ctxsim.train.ray_backend import fit_members_ray
+from ctxsim.train.regimes import (
+    both_regimes,
+    image_fold_seen,
+    triplet_fold_jobs,
+    triplet_fold_seen,
+    triplet_folds,
+)
 from ctxsim.train.trust import fit_context_floors, selective_calibration, trust_metrics
 
 log = logging.getLogger(__name__)
@@ -112,13 +118,18 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     views = run_views(cfg)
     backbone = create_backbone(cfg.backbone, pretrained=True)
     features = {views[0].spec: embed_images(paths, backbone, cache, device=device, progress=progress)}
+    features_keys = {views[0].spec: backbone.cache_key}
     for view in views[1:]:  # one backbone pass per view; every member of a view shares it
-        features[view.spec] = embed_images(paths, create_view(view), cache, device=device, progress=progress)
+        extractor = create_view(view)
+        features[view.spec] = embed_images(paths, extractor, cache, device=device, progress=progress)
+        features_keys[view.spec] = extractor.cache_key
     zeroshot = l2_normalize(features[views[0].spec])
 
     contexts, membership = _fit_contexts(df, idx["ref"], zeroshot, cfg)
     row_context = np.asarray(contexts.names, dtype=object)[membership.argmax(axis=1)]
     specs = _member_specs(cfg, views, contexts, row_context, backbone.lora_targets)
+    for spec in specs:  # compare finds cached features by this key without building the backbone
+        spec.features_key = features_keys[spec.view]
     log.info("contexts (%s): %s; members: %s", contexts.kind, ", ".join(contexts.names), ", ".join(s.name for s in specs))
 
     image_fold = image_folds(len(paths), cfg.folds, cfg.seed)

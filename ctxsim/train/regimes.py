@@ -14,7 +14,7 @@ import numpy as np
 
 from ctxsim.ensemble.inputs import EnsembleInputs
 from ctxsim.ensemble.regime import seen_by
-from ctxsim.members.member import MemberSpec
+from ctxsim.members.inference import MemberSpec
 from ctxsim.members.training import Triplets
 from ctxsim.train.member_fits import TRIPLET_FOLDS, FitJob
 

@@ -96,7 +96,7 @@ def test_ray_compare_writes_the_single_machine_output(ray_session, trained, tmp_
 
 def test_cli_compare_ray_flag(trained, tmp_path, monkeypatch):
     """``--ray`` with and without an address reaches :func:`compare_ray`; ``--resume`` is refused with it."""
-    from ctxsim import commands
+    from ctxsim.commands import compare as commands
     from ctxsim.metrics import AccuracyTally
 
     root, csv, _, _ = trained

@@ -8,13 +8,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ctxsim.compare.comparator import ZERO_SHOT_SCALE, ZeroShotComparator
+from ctxsim.compare.comparator import ZERO_SHOT_SCALE
 from ctxsim.compare.model_uri import load_comparator
-from ctxsim.schema import DEFAULT_CONTEXT
+from ctxsim.compare.scoring import compare_files
+from ctxsim.compare.zero_shot import ZeroShotComparator
+from ctxsim.data.images import load_image
 from ctxsim.embedding.cache import EmbeddingCache
 from ctxsim.errors import InputError
-from ctxsim.data.images import load_image
-from ctxsim.compare.scoring import compare_files
+from ctxsim.schema import DEFAULT_CONTEXT
 from tests.conftest import write_near
 
 HEADER = ("ref", "a", "b", "label", "context", "votes_a", "votes_b")

@@ -4,23 +4,23 @@ The run folder is put together here from its parts (contexts, head members, a fi
 tiny ``test_tiny`` backbone, so these tests do not depend on the training driver."""
 from __future__ import annotations
 
-
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
 from ctxsim.compare.model_uri import load_comparator
+from ctxsim.compare.trained import RunComparator
 from ctxsim.contexts.membership import declared_contexts
 from ctxsim.embedding.cache import EmbeddingCache
-from ctxsim.ensemble.selection import Ensemble
+from ctxsim.embedding.distances import margins
 from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.compare.trained import RunComparator
-from ctxsim.embedding.distances import margins
-from ctxsim.members.heads import ResidualHead
-from ctxsim.members.member import MemberSet, MemberSpec, head_state, save_members
+from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError
+from ctxsim.members.heads import ResidualHead
+from ctxsim.members.inference import MemberSet, MemberSpec, save_members
+from ctxsim.members.member import head_state
 from ctxsim.run_folder import RunFolder, RunManifest
 from ctxsim.schema import GLOBAL, ZEROSHOT
 from tests.synthetic import triplet_rows, write_images

@@ -119,3 +119,11 @@ def test_tally_reports_answered_share_and_accuracy_on_answered_rows():
     assert rows["(all)"]["accuracy"] == 0.5  # every row counts in accuracy, judged on pred_raw
     # votes side with pred_raw, not with "abstain": x has 3 + 2 + 1 of 8 votes, y 0 of 2
     assert rows["x"]["vote_agreement"] == pytest.approx(6 / 8) and rows["y"]["vote_agreement"] == 0.0
+
+
+@pytest.mark.parametrize("k, n, confidence", [(0, 1, 0.95), (3, 7, 0.95), (950, 1000, 0.99), (1000, 1000, 0.9), (41, 97, 0.8)])
+def test_wilson_interval_is_scipys(k, n, confidence):
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    assert wilson_interval(k, n, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)

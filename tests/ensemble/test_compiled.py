@@ -9,7 +9,8 @@ from ctxsim.ensemble import compiled
 from ctxsim.ensemble.compiled import BoosterPredictor, CompiledPredictor, FastBooster, compiled_predictor
 from ctxsim.ensemble.selection import StackerCombiner
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.stackers import LGBM_PARAMS, SymmetricStacker
+from ctxsim.ensemble.stackers import LGBM_PARAMS
+from ctxsim.ensemble.symmetric import SymmetricModel
 
 N_MEMBERS, N_CONTEXTS = 4, 3
 
@@ -104,10 +105,11 @@ def test_compiled_code_is_cached_and_reused(fitted, cache_dir, monkeypatch):
 
 
 def test_small_inputs_never_compile(fitted, tmp_path):
-    fast = FastBooster(fitted.model_.estimator_.booster_, tmp_path)
-    X = compiled.check_rows(fast.booster, n=compiled.COMPILE_MIN_ROWS - 1)
-    np.testing.assert_array_equal(fast.predict(X), fast.booster.predict(X))
-    assert not (tmp_path / compiled.CACHE_SUBDIR).exists()
+    booster = fitted.model_.estimator_.booster_
+    fast = FastBooster(booster.model_to_string(), tmp_path)
+    X = compiled.check_rows(booster, n=compiled.COMPILE_MIN_ROWS - 1)
+    np.testing.assert_array_equal(fast.predict(X), booster.predict(X))  # numpy trees (ensemble/trees.py)
+    assert not (tmp_path / compiled.CACHE_SUBDIR).exists() and fast._booster is None  # LightGBM not even built
 
 
 def test_falls_back_to_lightgbm_when_compiling_fails(fitted, tmp_path, monkeypatch, caplog):
@@ -143,5 +145,5 @@ def test_symmetric_stacker_on_compiled_trees_matches_scikit_learn(fitted, cache_
     X = stacking_features(x, fitted.val_accuracy)
     loaded = StackerCombiner(val_accuracy=fitted.val_accuracy)
     loaded.load_state(fitted.state())
-    assert isinstance(loaded.model_, SymmetricStacker)
+    assert isinstance(loaded.model_, SymmetricModel)
     np.testing.assert_array_equal(loaded.model_.predict_proba(X), fitted.model_.predict_proba(X))

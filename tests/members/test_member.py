@@ -10,15 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctxsim.embedding.cache import EmbeddingCache, embed_images
 from ctxsim.data.images import load_image
-from ctxsim.members.backbones import create_backbone
+from ctxsim.embedding.cache import EmbeddingCache, embed_images
 from ctxsim.embedding.distances import l2_normalize, margins
-from ctxsim.members.heads import ResidualHead
-from ctxsim.members.member import MemberSet, MemberSpec, _split, head_state, lora_state, save_members, train_head, train_lora
-from ctxsim.schema import GLOBAL, ZEROSHOT, context_member_name
+from ctxsim.members.backbones import create_backbone
 from ctxsim.members.config import MemberConfig
+from ctxsim.members.heads import ResidualHead
+from ctxsim.members.inference import MemberSet, MemberSpec, save_members
+from ctxsim.members.member import _split, head_state, lora_state, train_head, train_lora
 from ctxsim.members.training import Triplets
+from ctxsim.schema import GLOBAL, ZEROSHOT, context_member_name
 
 N_IMAGES = 10
 

@@ -5,14 +5,8 @@ import numpy as np
 import torch
 
 from ctxsim.members.config import MemberConfig
-from ctxsim.members.memory import (
-    DIGESTS,
-    OFFSETS,
-    Memory,
-    memory_state,
-    split_memory,
-    train_memory,
-)
+from ctxsim.members.memory import memory_state, train_memory
+from ctxsim.members.offsets import DIGESTS, OFFSETS, Memory, split_memory
 from ctxsim.members.training import Triplets
 
 D0, D1, D2 = (f"{i:064x}" for i in (1, 2, 3))

@@ -14,7 +14,7 @@ from ctxsim.compare.trained import RunComparator
 from ctxsim.config import load_config
 from ctxsim.data.images import file_digest
 from ctxsim.data.triplets import read_triplets
-from ctxsim.members.memory import DIGESTS, Memory
+from ctxsim.members.offsets import DIGESTS, Memory
 from ctxsim.train import pipeline as train_module
 from ctxsim.train.member_fits import MemberTrainer
 from ctxsim.train.pipeline import image_table, train_run
