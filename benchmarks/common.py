@@ -26,9 +26,9 @@ DEFAULT_WORK = Path(tempfile.gettempdir()) / "ctxsim-bench"
 #: Training settings of the benchmark runs: real members and a real LightGBM stacker (150 trees, as
 #: ``ctxsim train`` makes), with fewer epochs and folds so a run trains in a few minutes on 2 CPUs.
 FAST_TRAIN = ["folds=2", "member.epochs=4", "ensemble.select=stacker", "ensemble.folds=2"]
-#: Member count -> extra training settings: 4 = zero-shot + global + one per declared context
-#: (materials, shoes); 8 = zero-shot + global + six discovered contexts.
-RUNS = {4: [], 8: ["contexts.mode=discovered", "contexts.k=6", "contexts.min_triplets=50"]}
+#: Member count -> extra training settings, one view (the backbone's last layer): 4 = zero-shot + global + one
+#: per declared context (materials, shoes); 8 = zero-shot + global + six discovered contexts.
+RUNS = {4: ["views=[]"], 8: ["views=[]", "contexts.mode=discovered", "contexts.k=6", "contexts.min_triplets=50"]}
 
 
 def setup_env(work: Path) -> None:

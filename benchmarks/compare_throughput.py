@@ -48,14 +48,14 @@ class NaiveScorer:
         meta = json.loads((run / "run.json").read_text())
         self.backbone = create_backbone(meta["backbone"], pretrained=True).eval()
         self.transform = self.backbone.preprocess.transform()
-        self.specs = [MemberSpec(**d) for d in json.loads((run / "members.json").read_text())]
+        self.specs = [MemberSpec(**d) for d in json.loads((run / "members" / "members.json").read_text())]
         self.heads = {}
         for spec in self.specs:
             if spec.kind == "head":
                 head = ResidualHead(self.backbone.feature_dim, spec.hidden)
                 head.load_state_dict(load_file(str(run / "members" / f"{spec.name}.safetensors")))
                 self.heads[spec.name] = head.eval()
-        self.contexts = Contexts.load(run)
+        self.contexts = Contexts.load(run / "contexts")
         self.ensemble = Ensemble.load(run / "ensemble")
         self.torch = torch
 

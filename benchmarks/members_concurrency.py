@@ -26,16 +26,17 @@ TARGET_RATIO = 1.3
 
 
 def member_subset(run: Path, names: list[str], into: Path) -> Path:
-    """A copy of the run's member files with only ``names`` (what MemberSet reads)."""
-    specs = [s for s in json.loads((run / "members.json").read_text()) if s["name"] in names]
+    """A members folder with only ``names`` of the run's members (what MemberSet reads)."""
+    members = run / "members"
+    specs = [s for s in json.loads((members / "members.json").read_text()) if s["name"] in names]
     if into.exists():
         shutil.rmtree(into)
-    (into / "members").mkdir(parents=True)
+    into.mkdir(parents=True)
     (into / "members.json").write_text(json.dumps(specs))
     for s in specs:
-        src = run / "members" / f"{s['name']}.safetensors"
+        src = members / f"{s['name']}.safetensors"
         if src.exists():
-            shutil.copy(src, into / "members" / src.name)
+            shutil.copy(src, into / src.name)
     return into
 
 
@@ -51,7 +52,7 @@ def main(argv=None) -> dict:
     images, _ = pool(args.work)
     run = trained_run(args.work, 8)
     meta = json.loads((run / "run.json").read_text())
-    specs = json.loads((run / "members.json").read_text())
+    specs = json.loads((run / "members" / "members.json").read_text())
     heads = [s["name"] for s in specs if s["kind"] == "head"]
     subsets = {"zero-shot only": ["zeroshot"], "1 head member": heads[:1], f"{len(specs)} members ({len(heads)} heads)": [s["name"] for s in specs]}
 

@@ -29,7 +29,8 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     p, z2 = successes / n, z * z
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return (max(0.0, center - half), min(1.0, center + half))
+    # the interval holds p exactly (at k = 0 or n rounding could put an end an ulp on the wrong side of it)
+    return (min(p, max(0.0, center - half)), max(p, min(1.0, center + half)))
 
 
 _COUNTS = ("rows", "labelled", "correct", "clear", "clear_correct", "votes", "votes_agree", "votes_best", "answered",

@@ -121,9 +121,11 @@ def test_tally_reports_answered_share_and_accuracy_on_answered_rows():
     assert rows["x"]["vote_agreement"] == pytest.approx(6 / 8) and rows["y"]["vote_agreement"] == 0.0
 
 
-@pytest.mark.parametrize("k, n, confidence", [(0, 1, 0.95), (3, 7, 0.95), (950, 1000, 0.99), (1000, 1000, 0.9), (41, 97, 0.8)])
+@pytest.mark.parametrize("k, n, confidence", [(0, 1, 0.95), (3, 7, 0.95), (950, 1000, 0.99), (1000, 1000, 0.9), (41, 97, 0.8)] + [(n, n, 0.95) for n in range(1, 200)] + [(0, n, 0.95) for n in range(1, 50)])
 def test_wilson_interval_is_scipys(k, n, confidence):
     from scipy.stats import binomtest
 
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    assert wilson_interval(k, n, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    low, high = wilson_interval(k, n, confidence)
+    assert (low, high) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert 0.0 <= low <= k / n <= high <= 1.0  # exactly: a report draws accuracy - low and high - accuracy as error bars
