@@ -174,11 +174,11 @@ class FastBooster:
     def __init__(self, model_str: str, cache_dir: str | os.PathLike | None = None):
         self.model_str, self.cache_dir = model_str, cache_dir
         self._booster = None
+        self._trees: TreeModel | None = None
         try:
-            self._reference = TreeModel(model_str)
+            self._trees = TreeModel(model_str)
         except TextModelError as err:
             log.debug("stacker: LightGBM predicts small calls too (%s)", err)
-            self._reference = None
         self._compiled: CompiledPredictor | BoosterPredictor | None = None
 
     @property
@@ -192,7 +192,7 @@ class FastBooster:
 
     @property
     def n_features(self) -> int:
-        return self._reference.n_features if self._reference is not None else self.booster.num_feature()
+        return self._trees.n_features if self._trees is not None else self.booster.num_feature()
 
     @property
     def predictor(self) -> CompiledPredictor | BoosterPredictor:
@@ -208,8 +208,7 @@ class FastBooster:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if len(X) < COMPILE_MIN_ROWS and self._compiled is None:
-            reference = self._reference if self._reference is not None else BoosterPredictor(self.booster)
-            return reference.predict(X)
+            return (self._trees or BoosterPredictor(self.booster)).predict(X)
         return self.predictor.predict(X)
 
 

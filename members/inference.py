@@ -21,6 +21,7 @@ import numpy as np
 from ctxsim.data.images import file_digest
 from ctxsim.embedding.cache import embed_images
 from ctxsim.embedding.distances import l2_normalize
+from ctxsim.errors import InputError, Problem
 from ctxsim.members.offsets import Memory, split_memory
 from ctxsim.members.views import View
 from ctxsim.schema import HEAD_KIND, LORA_KIND
@@ -51,9 +52,8 @@ def weights_file(folder: Path, name: str) -> Path:
 
 
 def save_members(folder: Path, specs: list[MemberSpec], weights: dict[str, dict]) -> None:
-    from safetensors.torch import (
-        save_file,  # the weights are torch tensors: only training saves
-    )
+    # the weights are torch tensors: only training saves, so only training imports torch here
+    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     for spec in specs:
@@ -87,9 +87,9 @@ class LazyBackbone:
     def built(self):
         if self._built is None:
             self._built = _resolve(self._factory)(*self._args, **self._kwargs)
-            if self._key is not None and self._built.cache_key != self._key:
-                raise ValueError(f"backbone {self.name}: its weights give cache key {self._built.cache_key!r}, "
-                                 f"the run was trained on {self._key!r}")
+            if self._key is not None and self._built.cache_key != self._key:  # e.g. another weights package
+                raise InputError([Problem(f"backbone {self.name}", f"its weights give cache key {self._built.cache_key!r}, "
+                                          f"but the run was trained on {self._key!r}: install those weights or train again")])
         return self._built
 
     @property
@@ -128,17 +128,27 @@ class HeadStack:
     :class:`ctxsim.members.heads.StackedHeads` (exact GELU), without torch."""
 
     def __init__(self, states: list[dict]):
-        f = lambda key: np.stack([np.asarray(s[key], dtype=np.float32) for s in states])
-        self.w1 = f("fc1.weight").transpose(0, 2, 1)  # (K, dim, hidden)
-        self.b1 = f("fc1.bias")[:, None]  # (K, 1, hidden)
-        self.w2 = f("fc2.weight").transpose(0, 2, 1)  # (K, hidden, dim)
-        self.b2 = f("fc2.bias")[:, None]  # (K, 1, dim)
+        def stacked(key):
+            return np.stack([np.asarray(s[key], dtype=np.float32) for s in states])
+
+        self.w1 = stacked("fc1.weight").transpose(0, 2, 1)  # (K, dim, hidden)
+        self.b1 = stacked("fc1.bias")[:, None]  # (K, 1, hidden)
+        self.w2 = stacked("fc2.weight").transpose(0, 2, 1)  # (K, hidden, dim)
+        self.b2 = stacked("fc2.bias")[:, None]  # (K, 1, dim)
+        k, dim, hidden = self.w1.shape
+        if self.b1.shape != (k, 1, hidden) or self.w2.shape != (k, hidden, dim) or self.b2.shape != (k, 1, dim):
+            raise ValueError(f"head weights of inconsistent shapes: {self.w1.shape}, {self.b1.shape}, {self.w2.shape}, {self.b2.shape}")
+        self.dim = dim
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"heads expect {self.dim}-dimensional features, got {x.shape[-1]}")
         x = l2_normalize(x)
         pre = x @ self.w1 + self.b1  # (K, N, hidden)
         hidden = 0.5 * pre * (1.0 + _erf(pre * np.float32(1 / math.sqrt(2))))
         return l2_normalize(x[None] + hidden @ self.w2 + self.b2)
+
+
 @dataclass
 class _ViewMembers:
     """The members of one view: its backbone, its zero-shot members and its heads (stacked)."""

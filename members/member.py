@@ -1,4 +1,4 @@
-"""Training members: head members (MLP on frozen features) and LoRA members, and saving them.
+"""Training members: head members (MLP on frozen features) and LoRA members.
 
 A member is described by a :class:`~ctxsim.members.inference.MemberSpec` and its weights (safetensors);
 :class:`~ctxsim.members.inference.MemberSet` evaluates a run's members at compare time without torch.

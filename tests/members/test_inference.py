@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from ctxsim.embedding.cache import EmbeddingCache
+from ctxsim.errors import InputError
 from ctxsim.members.heads import ResidualHead, StackedHeads
-from ctxsim.members.inference import HeadStack, LazyBackbone, MemberSet, MemberSpec, save_members
+from ctxsim.members.inference import (
+    HeadStack,
+    LazyBackbone,
+    MemberSet,
+    MemberSpec,
+    save_members,
+)
 from ctxsim.members.member import head_state
 from ctxsim.schema import HEAD_KIND, ZEROSHOT_KIND
 
@@ -37,7 +44,7 @@ def test_a_backbone_is_built_on_first_use_and_checked_against_its_key():
     assert lazy.cache_key == "test_tiny@random-seed0" and not lazy.is_built  # the key alone builds nothing
     assert lazy.feature_dim > 0 and lazy.is_built
     wrong = LazyBackbone("v", "test_tiny@other-weights", "ctxsim.members.backbones:create_backbone", "test_tiny")
-    with pytest.raises(ValueError, match="trained on"):
+    with pytest.raises(InputError, match="trained on"):
         wrong.preprocess  # noqa: B018
 
 
@@ -60,3 +67,13 @@ def test_member_set_embeds_cached_images_without_building_a_backbone(tmp_path, m
     for name in ("zeroshot", "global"):
         np.testing.assert_array_equal(again[name], first[name])
     assert not np.allclose(first["global"], first["zeroshot"])
+
+
+def test_heads_of_inconsistent_or_wrong_shapes_are_refused():
+    states = [head_state(h) for h in trained_heads()]
+    states[1]["fc2.bias"] = states[1]["fc2.bias"][:-1]
+    with pytest.raises(ValueError):
+        HeadStack(states)
+    heads = HeadStack([head_state(h) for h in trained_heads()])
+    with pytest.raises(ValueError, match="16-dimensional"):
+        heads(np.zeros((2, 8), np.float32))
