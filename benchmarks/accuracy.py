@@ -19,6 +19,9 @@ single member, the best chosen per draw on that draw's *test* rows (an oracle ch
 for "pick one member"), and chosen on the run's *training* out-of-fold accuracy for the data set's context
 (a choice one could make without the test); ensemble - global member; ensemble - majority vote.
 
+Selective answers (``--target-accuracy``) are checked on the same draws: the run's thresholds for 0.90, 0.95
+and 0.99 applied to the test rows, answered share and accuracy per cell (benchmarks/selective.py).
+
 Embeddings are cached once in ``WORK/accuracy/cache`` (the images recur in every draw). ``--quick`` is
 for development: 2 draws and a fast training config (said so in the output and the results); the results
 then go to ``results/accuracy-quick.json`` unless ``--out`` says otherwise.
@@ -28,12 +31,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import selective
 from benchmarks.common import RESULTS, base_parser, machine, setup_env, table
 
 #: Data sets: importer kind -> declared context name (the contexts of the default training run).
@@ -156,8 +159,8 @@ def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, kn
     import polars as pl
 
     from ctxsim.compare.model_uri import load_comparator
-    from ctxsim.train.pipeline import train_run
     from ctxsim.data.triplets import write_triplets
+    from ctxsim.train.pipeline import train_run
 
     folder = work / f"draw-{draw}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,7 +187,8 @@ def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, kn
     compare_seconds = time.perf_counter() - start
     return {"draw": draw, "sizes": sizes, "members": members, "chosen": metrics["ensemble"]["chosen"],
             "oof_best_member": {kind: oof_best_member(metrics, members, ctx) for kind, ctx in DATASETS.items()},
-            "train_seconds": round(train_seconds, 1), "compare_seconds": round(compare_seconds, 1), "results": results}
+            "train_seconds": round(train_seconds, 1), "compare_seconds": round(compare_seconds, 1), "results": results,
+            "selective": selective.evaluate(comparator.with_options(), tests)}
 
 
 def _spread(xs: list[float]) -> dict:
@@ -220,7 +224,7 @@ def summarise(draws: list[dict]) -> dict:
                     per_draw["ensemble - global"].append(ens - cell["member:global"][metric])
                     per_draw["ensemble - majority vote"].append(ens - cell["baseline:majority_vote"][metric])
                 paired[key] = {name: {**_spread(v), "per_draw": v} for name, v in per_draw.items()}
-    return {"summary": summary, "paired": paired, "headline": headline(draws)}
+    return {"summary": summary, "paired": paired, "headline": headline(draws), "selective": selective.summarise(draws)}
 
 
 #: Columns of the headline table: name -> how to pick a system's value in one draw's cell.
@@ -275,6 +279,7 @@ def print_tables(result: dict) -> None:
                          "min": f"{sp['min']:+.4f}", "max": f"{sp['max']:+.4f}"})
     table(rows, ["cell", "difference", "mean", "std", "min", "max"],
           "Paired differences over draws (test-chosen best member: the best on that draw's test rows, an oracle)")
+    selective.print_table(result["selective"], table)
 
 
 def main(argv=None) -> dict:

@@ -41,10 +41,15 @@ def _configure_trust(comparator, args) -> dict:
         selection = comparator.set_target(args.target_accuracy, args.delta, calibration)
         where = ", ".join(args.calibrate_on) if args.calibrate_on else "the run's out-of-fold predictions"
         notes["selective"] = {**selection.as_dict(), "calibrated_on": where}
-        if selection.feasible:
-            log.info("answering where confidence >= %.4f: %.1f%% of %d calibration rows (%s), accuracy >= %.4g "
-                     "with probability %.4g", selection.threshold, 100 * selection.coverage, selection.n_calibration, where,
-                     selection.target, 1 - selection.delta)
+        for regime, s in (selection.by_regime or {"": selection}).items():
+            rows = f"{regime} rows" if regime else "rows"
+            if s.feasible:
+                log.info("answering %s where confidence >= %.4f: %.1f%% of %d calibration %s (%s), accuracy >= %.4g with "
+                         "probability %.4g", rows, s.threshold, 100 * s.coverage, s.n_calibration, rows, where,
+                         selection.target, 1 - selection.delta)
+            elif selection.feasible:  # the other regime answers: say which rows abstain
+                log.warning("no confidence threshold reaches accuracy %.4g for %s (%d calibration rows): abstaining on them",
+                            selection.target, rows, s.n_calibration)
     return notes
 
 

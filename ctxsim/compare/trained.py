@@ -17,16 +17,21 @@ from ctxsim.compare.comparator import Comparator
 from ctxsim.data.images import file_digest
 from ctxsim.data.triplets import read_triplets, resolved_paths
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.selective import Selection, SelectiveCalibration, check_target
+from ctxsim.ensemble.selective import (
+    Selection,
+    SelectiveCalibration,
+    check_target,
+    regime_of,
+)
 from ctxsim.errors import InputError, Problem
 from ctxsim.run_folder import RunFolder
 from ctxsim.schema import (
     ANSWERED,
-    IMAGE_COLUMNS,
-    PATH,
     CONTEXT_SIMILARITY,
     DEFAULT_DELTA,
+    IMAGE_COLUMNS,
     OUT_OF_CONTEXT,
+    PATH,
     PRED_RAW,
     WHY,
     WHY_TOP,
@@ -100,13 +105,16 @@ class RunComparator(Comparator):
         return other
 
     def calibrate_on(self, csvs, images=None) -> SelectiveCalibration:
-        """Score labelled triplets (raw answers) and keep their confidences and correctness."""
+        """Score labelled triplets (raw answers) and keep their confidences, correctness and references."""
         df = read_triplets(csvs, images, require_label=True)
-        scored = self.with_options().predict(df)
+        plain = self.with_options()
+        scored = plain.predict(df)
         weight = np.ones(scored.height)
         if {"votes_a", "votes_b"} <= set(scored.columns):  # tied votes have no right answer
             weight[(scored["votes_a"] == scored["votes_b"]).fill_null(False).to_numpy()] = 0.0
-        return SelectiveCalibration.from_predictions(scored["p_a"].to_numpy(), (scored["label"] == "A").to_numpy(), weight)
+        seen = plain._seen(df)
+        return SelectiveCalibration.from_predictions(scored["p_a"].to_numpy(), (scored["label"] == "A").to_numpy(), weight,
+                                                     groups=scored["ref"].to_numpy(), regimes=None if seen is None else regime_of(seen))
 
     @property
     def extra_columns(self) -> list[str]:
@@ -162,10 +170,14 @@ class RunComparator(Comparator):
             membership = membership.copy()
             membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
         emb = self._data[ZEROSHOT][ref] if with_embeddings else None
-        seen = None
-        if self.known is not None:  # seen_ref, seen_a, seen_b from the run's training digests
-            seen = np.column_stack([self._data[_SEEN][self._codes(chunk[PATH[c]])] for c in IMAGE_COLUMNS])
-        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref, seen)
+        return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref,
+                              self._seen(chunk))
+
+    def _seen(self, chunk: pl.DataFrame) -> np.ndarray | None:
+        """(n, 3) seen_ref, seen_a, seen_b of embedded rows, from the run's training digests (None: a run without them)."""
+        if self.known is None:
+            return None
+        return np.column_stack([self._data[_SEEN][self._codes(chunk[PATH[c]])] for c in IMAGE_COLUMNS])
 
     def _combine(self, margins, ref, chunk):
         x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
@@ -175,7 +187,7 @@ class RunComparator(Comparator):
         extra = {baseline_column(n): p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
         p_a = self.ensemble.predict(x)
         if self.selection is not None:
-            extra[ANSWERED] = self.selection.answered(p_a)
+            extra[ANSWERED] = self.selection.answered(p_a, None if x.seen is None else regime_of(x.seen))
         extra[CONTEXT_SIMILARITY] = similarity
         flagged = self.contexts.out_of_context(routed, similarity)
         extra[OUT_OF_CONTEXT] = pl.Series(OUT_OF_CONTEXT, flagged, dtype=pl.Boolean) if flagged is not None else \

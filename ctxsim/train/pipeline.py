@@ -172,13 +172,14 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     val_accuracy = _accuracy_table(oof, names, y, weight, row_context, contexts.names)
     x = EnsembleInputs(np.column_stack([oof[n] for n in names]), membership, names, zeroshot[idx["ref"]], idx["ref"])
     y01, weight_x, groups = (y > 0).astype(int), weight, row_fold
+    oof_seen = image_fold_seen(triplets, image_fold, row_fold, cfg.folds)
     if row_tfold is not None:  # both regimes: every triplet with its image-fold and its triplet-fold margins
-        x = both_regimes(x, image_fold_seen(triplets, image_fold, row_fold, cfg.folds), np.column_stack([known[n] for n in names]),
+        x = both_regimes(x, oof_seen, np.column_stack([known[n] for n in names]),
                          triplet_fold_seen(triplets, row_tfold, cfg.triplet_folds))
         y01, weight_x, groups = np.tile(y01, 2), np.tile(weight, 2), np.tile(row_fold, 2)
     ensemble, cv_pred = Ensemble.fit(x, y01, weight_x, groups, val_accuracy, contexts.names, cfg.ensemble, cfg.seed)
     cv_pred = {n: p[: len(y)] for n, p in cv_pred.items()}  # the run's report and calibration: the new-images regime
-    calibration, selections = selective_calibration(cv_pred[ensemble.chosen], y, weight)
+    calibration, selections = selective_calibration(cv_pred[ensemble.chosen], y, weight, idx["ref"], oof_seen)
     fit_context_floors(contexts, zeroshot, idx["ref"], membership)
 
     with new_run(out) as run:  # the run folder appears whole, or not at all

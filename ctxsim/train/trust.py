@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ctxsim.contexts.membership import FLOOR_PERCENTILE, Contexts
-from ctxsim.ensemble.selective import Selection, SelectiveCalibration
+from ctxsim.ensemble.selective import Selection, SelectiveCalibration, regime_of
 from ctxsim.schema import COMMON_TARGETS, DEFAULT_DELTA
 
 
-def selective_calibration(p_a: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[SelectiveCalibration, list[Selection]]:
+def selective_calibration(p_a: np.ndarray, y: np.ndarray, weight: np.ndarray, ref: np.ndarray,
+                          seen: np.ndarray) -> tuple[SelectiveCalibration, list[Selection]]:
     """From the chosen combiner's out-of-fold (image-grouped) predictions: the calibration data and the
-    selection of every common target at the default delta. ``y`` is +1 where A is closer."""
-    calibration = SelectiveCalibration.from_predictions(p_a, y > 0, weight)
+    selection of every common target at the default delta. ``y`` is +1 where A is closer; rows of one
+    reference ``ref`` are counted as correlated (they are right or wrong together); ``seen`` (which of
+    each row's images the copy that scored it trained on) puts each row in its regime."""
+    calibration = SelectiveCalibration.from_predictions(p_a, y > 0, weight, groups=ref, regimes=regime_of(seen))
     return calibration, [calibration.select(t, DEFAULT_DELTA) for t in COMMON_TARGETS]
 
 

@@ -62,13 +62,19 @@ def test_train_stores_the_calibration_and_context_floors(trained):
     files = json.loads((run / "run.json").read_text())["files"]
     assert {"trust/calibration.safetensors", "trust/thresholds.json"} <= set(files)  # digested like every model file
     oof = pl.read_parquet(run / "report" / "oof_scored.parquet")  # p_a: the chosen combiner's out-of-fold predictions
-    expected = SelectiveCalibration.from_predictions(oof["p_a"].to_numpy(), (oof["label"] == "A").to_numpy())
+    expected = SelectiveCalibration.from_predictions(oof["p_a"].to_numpy(), (oof["label"] == "A").to_numpy(),
+                                                     groups=oof["ref"].to_numpy())  # rows of one reference are correlated
     stored = RunFolder(run).load_calibration()
     assert len(stored) == oof.height == 240
     np.testing.assert_array_equal(stored.confidences, expected.confidences)
+    pairs = np.unique(np.column_stack([stored.groups, expected.groups]), axis=0)  # the same partition into references
+    assert len(pairs) == len(np.unique(stored.groups)) == len(np.unique(expected.groups)) == oof["ref"].n_unique()
     targets = metrics["selective"]["targets"]
     assert [t["target"] for t in targets] == [0.9, 0.95, 0.99]
-    assert targets == [expected.select(t, 0.05).as_dict() for t in (0.9, 0.95, 0.99)]
+    # each regime (no image seen by the copy that scored the row / some seen) gets its own threshold
+    assert set(np.unique(stored.regimes)) == {0, 1}
+    assert targets == [stored.select(t, 0.05).as_dict() for t in (0.9, 0.95, 0.99)]
+    assert all(set(t["regimes"]) == {"new", "known"} for t in targets)
     assert json.loads((run / "trust" / "thresholds.json").read_text()) == targets
     floors = json.loads((run / "contexts" / "contexts.json").read_text())["floors"]
     assert len(floors) == 2 and metrics["out_of_context"]["floors"] == dict(zip(["blue", "red"], floors))
@@ -86,7 +92,8 @@ def test_compare_with_a_target_accuracy(trained, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     conf = confidence(scored["p_a"].to_numpy())
     answered = scored["answered"].to_numpy()
-    np.testing.assert_array_equal(answered, conf >= selection.threshold)
+    # every image of the unseen set is new to the run: the new-images regime's threshold applies to every row
+    np.testing.assert_array_equal(answered, conf >= selection.by_regime["new"].threshold)
     raw = np.where(scored["p_a"].to_numpy() >= 0.5, "A", "B")
     assert scored["pred_raw"].to_list() == raw.tolist()
     assert scored["pred"].to_list() == np.where(answered, raw, "abstain").tolist()
@@ -113,7 +120,8 @@ def test_a_target_of_one_abstains_on_everything(trained, tmp_path, capsys):
 def test_calibrate_on_chooses_the_threshold_on_the_labelled_csv(trained, tmp_path, capsys):
     comparator = ctxsim.load(str(trained["run"]), progress=False)
     scored_train = comparator.score(pl.read_csv(trained["train"]), images=trained["root"])
-    cal = SelectiveCalibration.from_predictions(scored_train["p_a"].to_numpy(), (scored_train["label"] == "A").to_numpy())
+    cal = SelectiveCalibration.from_predictions(scored_train["p_a"].to_numpy(), (scored_train["label"] == "A").to_numpy(),
+                                                groups=scored_train["ref"].to_numpy())
     target = max((t for t in (0.6, 0.7, 0.8, 0.9) if cal.select(t, 0.1).feasible), default=0.6)
     expected = cal.select(target, 0.1)
     code, scored = compare(trained, tmp_path, "--target-accuracy", str(target), "--delta", "0.1",
