@@ -3,8 +3,9 @@
 The 8-member run with the LightGBM stacker (benchmarks/common.py) is warmed (images embedded, trees
 compiled), then ``compare_files`` scores ``--rows`` rows (1M by default; validation and CSV writing
 included) plain, with ``--explain`` (the ``why`` column) and with ``--explain=full`` (one column per
-feature), best of ``--repeat`` each, in turn in one process. Target: ``--explain`` at no less than half
-the speed of the plain compare.
+feature), best of ``--repeat`` each, in turn in one process. The first explanation of the process (which
+builds the model's cell tables, ensemble/tree_contributions.py) is timed apart. Target: ``--explain`` at no
+less than half the speed of the plain compare.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from benchmarks.common import (
 
 #: ``--explain`` must run at least this share of a plain compare's rows/s.
 TARGET_SPEED_RATIO = 0.5
-LEVELS = (None, "why", "full")
+LEVELS = (None, "top", "full")
 
 
 def main(argv=None) -> dict:
@@ -43,7 +44,12 @@ def main(argv=None) -> dict:
     out = args.work / "out" / "explain.csv"
     comparator = RunComparator(run, progress=False)
     assert comparator.ensemble.chosen == "stacker", comparator.ensemble.chosen
-    compare_files(comparator, rows_csv(args.work, 50_000, images), out, progress=False)  # warm: embed, compile
+    warm_csv = rows_csv(args.work, 50_000, images)
+    compare_files(comparator, warm_csv, out, progress=False)  # warm: embed, compile the trees
+    comparator.set_explain("top")
+    start = time.perf_counter()
+    compare_files(comparator, warm_csv, out, progress=False)  # and build the cell tables (once per model and process)
+    warm_explain_s = time.perf_counter() - start
     load_start = [round(x, 2) for x in os.getloadavg()]
 
     seconds = {level: float("inf") for level in LEVELS}
@@ -56,10 +62,13 @@ def main(argv=None) -> dict:
     plain = seconds[None]
     rows = [{"compare": "plain" if level is None else f"--explain={level}", "seconds": round(s, 2),
              "rows_per_s": round(args.rows / s), "speed_vs_plain": round(plain / s, 3)} for level, s in seconds.items()]
-    ratio = plain / seconds["why"]
+    ratio = plain / seconds["top"]
     result = {"benchmark": "explain_speed", "machine": machine() | {"load_average_after_warm_up": load_start,
                                                                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
               "members": len(comparator.member_names), "rows": args.rows, "images": len(images), "results": rows,
+              "first_explain_of_50k_rows_seconds": round(warm_explain_s, 2),
+              "notes": "the first large --explain of a process builds the model's cell tables "
+                       "(ensemble/tree_contributions.py); that is in first_explain_of_50k_rows_seconds, not in the results",
               "target": {"explain_speed_vs_plain_at_least": TARGET_SPEED_RATIO, "ratio": round(ratio, 3),
                          "met": ratio >= TARGET_SPEED_RATIO}}
     table(rows, ["compare", "seconds", "rows_per_s", "speed_vs_plain"],

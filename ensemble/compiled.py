@@ -9,9 +9,9 @@ float64 (one block of trees, lleaves' ``fblocksize`` = number of trees) and the 
 lleaves cannot compile the model, the booster answers instead (and the log says why).
 
 The object code is cached beside the embedding cache, keyed by the model text and the compiler and CPU,
-so a model is compiled once per machine (about a second for 150 trees). :func:`in_blocks` cuts a large
-input into row blocks predicted in threads, so each block's features stay in the CPU cache (building
-and converting the features of a whole chunk costs more memory traffic than the trees themselves).
+so a model is compiled once per machine (about a second for 150 trees). Large inputs are predicted in
+row blocks in threads (:mod:`ctxsim.ensemble.row_blocks`). Explanations of large inputs come from the
+model's cell tables (:mod:`ctxsim.ensemble.tree_contributions`), built on first use.
 """
 from __future__ import annotations
 
@@ -24,25 +24,20 @@ from pathlib import Path
 import numpy as np
 
 from ctxsim.embedding.cache import default_cache_dir
+from ctxsim.ensemble.explain import group_columns
+from ctxsim.ensemble.row_blocks import MIN_ROWS_PER_THREAD, prediction_threads
+from ctxsim.ensemble.tree_contributions import CellTables, cell_tables
 from ctxsim.ensemble.trees import ZERO_THRESHOLD, TextModelError, TreeModel
 
 log = logging.getLogger(__name__)
 
-#: Rows per block of :func:`in_blocks`: a block's features (float64) stay in the CPU cache.
-BLOCK_ROWS = 8192
-#: Fewer rows than this are predicted on one thread (a block is; a thread pool costs more than it saves).
-MIN_ROWS_PER_THREAD = 4 * BLOCK_ROWS
 #: Rows of the self-check run on load (random rows plus every split threshold of the model).
 CHECK_ROWS = 512
 CACHE_SUBDIR = "compiled"
 #: The first call with at least this many rows compiles the model; smaller calls use the booster.
 COMPILE_MIN_ROWS = 20_000
-
-
-def prediction_threads() -> int:
-    """Threads for prediction: ``OMP_NUM_THREADS`` when set (Ray sets it per task), else every core."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count() or 1
+#: Explaining at least this many rows builds the cell tables (a second or two), used from then on.
+TABLES_MIN_ROWS = 20_000
 
 
 class BoosterPredictor:
@@ -180,6 +175,8 @@ class FastBooster:
         except TextModelError as err:
             log.debug("stacker: LightGBM predicts small calls too (%s)", err)
         self._compiled: CompiledPredictor | BoosterPredictor | None = None
+        self._tables: CellTables | bool | None = None  # False: the model has none (LightGBM explains)
+        self._grouped: dict[tuple[int, ...], CellTables] = {}
 
     @property
     def booster(self):
@@ -211,14 +208,28 @@ class FastBooster:
             return (self._trees or BoosterPredictor(self.booster)).predict(X)
         return self.predictor.predict(X)
 
+    def prepare_explanations(self, n_rows: int) -> None:
+        """Build (and check) the cell tables now when ``n_rows`` rows are about to be explained."""
+        if n_rows >= TABLES_MIN_ROWS and self._tables is None:
+            self._tables = cell_tables(self._trees, self.booster, check_rows(self.booster)) or False
 
-def in_blocks(n: int, predict, block_rows: int = BLOCK_ROWS, threads: int | None = None) -> np.ndarray:
-    """``predict(rows)`` over consecutive row blocks of ``range(n)``, concatenated, in ``threads`` threads
-    (default: :func:`prediction_threads`). Each row's answer does not depend on its block."""
-    if n <= block_rows:
-        return predict(np.arange(n))
-    from concurrent.futures import ThreadPoolExecutor
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """LightGBM's ``pred_contrib`` (n, F + 1): from the cell tables once a large input built them
+        (:meth:`prepare_explanations`), else from LightGBM itself."""
+        if self._tables:
+            return self._tables.contributions(X, threads=1)  # callers cut large inputs into blocks in threads
+        return np.asarray(self.booster.predict(np.asarray(X, dtype=np.float64), pred_contrib=True, num_threads=0))
 
-    blocks = [np.arange(start, min(start + block_rows, n)) for start in range(0, n, block_rows)]
-    with ThreadPoolExecutor(threads or prediction_threads()) as pool:
-        return np.concatenate(list(pool.map(predict, blocks)))
+    def half_difference(self, X: np.ndarray, X_other: np.ndarray, columns: tuple[int, ...] | None = None) -> np.ndarray:
+        """``(pred_contrib(X) - pred_contrib(X_other)) / 2`` (n, F + 1), in one pass over the cell tables; with
+        ``columns`` (each feature's output column, then the bias's) summed into those columns."""
+        if self._tables:
+            tables = self._tables if columns is None else self._grouped_tables(columns)
+            return tables.half_difference(X, X_other, threads=1)
+        half = 0.5 * (self.contributions(X) - self.contributions(X_other))
+        return half if columns is None else group_columns(half, columns)
+
+    def _grouped_tables(self, columns: tuple[int, ...]) -> CellTables:
+        if columns not in self._grouped:
+            self._grouped[columns] = self._tables.grouped(list(columns))
+        return self._grouped[columns]

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def group_columns(values: np.ndarray, columns) -> np.ndarray:
+    """(n, C) ``values`` summed into ``max(columns) + 1`` columns: column ``j`` goes to ``columns[j]``."""
+    columns = np.asarray(columns, dtype=np.int64)
+    onehot = np.zeros((len(columns), int(columns.max()) + 1 if len(columns) else 0))
+    onehot[np.arange(len(columns)), columns] = 1.0
+    return values @ onehot
+
+
 @dataclass
 class Explanation:
     features: list[str]  # feature names, in column order of ``values``
@@ -28,10 +36,10 @@ class Explanation:
     def by_group(self) -> tuple[list[str], np.ndarray]:
         """Group names (in first-seen order) and (n, G) summed contributions."""
         names = list(dict.fromkeys(self.groups))
+        if self.features == names:  # already one column per group
+            return names, self.values
         index = {g: i for i, g in enumerate(names)}
-        onehot = np.zeros((len(self.features), len(names)))
-        onehot[np.arange(len(self.features)), [index[g] for g in self.groups]] = 1.0
-        return names, self.values @ onehot
+        return names, group_columns(self.values, [index[g] for g in self.groups])
 
     def why(self, top: int):
         """Per row, the ``top`` groups by absolute contribution, e.g. ``global +0.210; context-red -0.050``

@@ -21,7 +21,7 @@ from ctxsim.ensemble.baselines import (
     SingleMember,
     fit_scale,
 )
-from ctxsim.ensemble.compiled import BLOCK_ROWS, FastBooster, in_blocks
+from ctxsim.ensemble.compiled import FastBooster
 from ctxsim.ensemble.config import EnsembleConfig
 from ctxsim.ensemble.explain import Explanation
 from ctxsim.ensemble.features import (
@@ -32,6 +32,7 @@ from ctxsim.ensemble.features import (
     swap_pairs,
 )
 from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.row_blocks import in_blocks
 from ctxsim.ensemble.symmetric import LinearModel, SymmetricModel
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT, margin_column
 
@@ -76,16 +77,39 @@ class StackerCombiner:
         # Row blocks, in threads: features and both stacker passes of a block stay in the CPU cache.
         return in_blocks(len(x), lambda rows: self.model_.predict_proba(stacking_features(x.subset(rows), self.val_accuracy, self.regime_))[:, 1])
 
-    def contributions(self, x: EnsembleInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Per stacking feature, in log-odds (see :meth:`SymmetricStacker.contributions`), in row blocks."""
-        parts = []
-        for start in range(0, len(x), BLOCK_ROWS):
-            rows = np.arange(start, min(start + BLOCK_ROWS, len(x)))
-            parts.append(self.model_.contributions(stacking_features(x.subset(rows), self.val_accuracy, self.regime_)))
-        if not parts:
+    def contributions(self, x: EnsembleInputs, columns: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per stacking feature, in log-odds (see :meth:`SymmetricStacker.contributions`), in row blocks in
+        threads; with ``columns`` (each feature's output column, then the bias's) summed into those columns."""
+        if not len(x):
             n_features = len(feature_names(x.member_names, [None] * x.membership.shape[1], self.regime_))
-            return np.zeros((0, n_features)), np.zeros(0)
-        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            width = n_features if columns is None else max(columns)
+            return np.zeros((0, width)), np.zeros(0)
+        fast = getattr(self.model_.estimator_, "fast_", None)
+        if fast is not None:
+            fast.prepare_explanations(len(x))  # the cell tables, once, before the input is cut into blocks
+
+        def block(rows):
+            return self.model_.half_contributions(stacking_features(x.subset(rows), self.val_accuracy, self.regime_), columns)
+
+        both = in_blocks(len(x), block)
+        return both[:, :-1], both[:, -1]
+
+    def predict_and_contributions(self, x: EnsembleInputs, columns: tuple[int, ...] | None = None):
+        """(:meth:`predict_proba`, :meth:`contributions`) from one pass over row blocks: each block's
+        stacking features are built once for both."""
+        if not len(x):
+            return self.predict_proba(x), self.contributions(x, columns)
+        fast = getattr(self.model_.estimator_, "fast_", None)
+        if fast is not None:
+            fast.prepare(len(x))
+            fast.prepare_explanations(len(x))
+
+        def block(rows):
+            X = stacking_features(x.subset(rows), self.val_accuracy, self.regime_)
+            return np.column_stack([self.model_.predict_proba(X)[:, 1], self.model_.half_contributions(X, columns)])
+
+        both = in_blocks(len(x), block)
+        return both[:, 0], (both[:, 1:-1], both[:, -1])
 
     def raw_score(self, x: EnsembleInputs) -> np.ndarray:
         return self.model_.raw_score(stacking_features(x, self.val_accuracy, self.regime_))
@@ -171,12 +195,29 @@ class Ensemble:
             return feature_names(self.member_names, self.context_names, self.regime)
         return [margin_column(m) for m in self.member_names]
 
-    def explain(self, x: EnsembleInputs) -> Explanation:
-        """Contributions of the chosen combiner's features to its answer (:mod:`ctxsim.ensemble.explain`)."""
+    def explain(self, x: EnsembleInputs, grouped: bool = False) -> Explanation:
+        """Contributions of the chosen combiner's features to its answer (:mod:`ctxsim.ensemble.explain`);
+        ``grouped``: only each member's and context's sum (what ``why`` shows), which the stacker adds up as
+        it goes, faster than per feature."""
+        return self.predict_explained(x, grouped, predict=False)[1]
+
+    def predict_explained(self, x: EnsembleInputs, grouped: bool = False, predict: bool = True) -> tuple[np.ndarray | None, Explanation]:
+        """(:meth:`predict`, :meth:`explain`) together; the stacker builds each block's features once for both."""
         combiner = self.combiners[self.chosen]
-        values, bias = combiner.contributions(x)
-        groups = feature_groups(self.member_names, self.context_names, self.regime) if combiner.name == STACKER else list(self.member_names)
-        return Explanation(self.explained_features(), groups, values, bias, combiner.unit)
+        if combiner.name != STACKER:
+            values, bias = combiner.contributions(x)
+            names = list(self.member_names)
+            explanation = Explanation(names if grouped else self.explained_features(), names, values, bias, combiner.unit)
+            return (self.predict(x) if predict else None), explanation
+        groups = feature_groups(self.member_names, self.context_names, self.regime)
+        names = list(dict.fromkeys(groups)) if grouped else self.explained_features()
+        columns = (*[names.index(g) for g in groups], len(names)) if grouped else None
+        if predict:
+            p, (values, bias) = combiner.predict_and_contributions(x, columns)
+            p = self._calibrated(self.chosen, p)
+        else:
+            p, (values, bias) = None, combiner.contributions(x, columns)
+        return p, Explanation(names, names if grouped else groups, values, bias, combiner.unit)
 
     @classmethod
     def fit(cls, x: EnsembleInputs, y: np.ndarray, weight: np.ndarray, groups: np.ndarray, val_accuracy: np.ndarray,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctxsim.ensemble.explain import group_columns
 from ctxsim.schema import DECISION_THRESHOLD
 
 
@@ -53,10 +54,18 @@ class SymmetricModel:
         (with the bias, which cancels to 0) exactly to the symmetric raw score ``(f(x) - f(swap x)) / 2``.
         LightGBM: its exact tree contributions (``pred_contrib=True``) from the booster, never the
         compiled trees; a linear model: ``coef x feature``."""
-        X = np.asarray(X, dtype=np.float32)
-        both = [self._raw_contributions(X), self._raw_contributions(swap_margins(X, self.n_margins, self.swap_pairs))]
-        half = 0.5 * (both[0] - both[1])
+        half = self.half_contributions(X)
         return half[:, :-1], half[:, -1]
+
+    def half_contributions(self, X, columns: tuple[int, ...] | None = None) -> np.ndarray:
+        """(n, F + 1): :meth:`contributions` and, last, the bias, in one array; with ``columns`` (each
+        feature's output column, then the bias's) summed into those columns."""
+        X = np.asarray(X, dtype=np.float32)
+        swapped = swap_margins(X, self.n_margins, self.swap_pairs)
+        if hasattr(self.estimator_, "fast_"):  # a loaded run: cell tables for large inputs (ensemble/tree_contributions.py)
+            return self.estimator_.fast_.half_difference(X, swapped, columns)
+        half = 0.5 * (self._raw_contributions(X) - self._raw_contributions(swapped))
+        return half if columns is None else group_columns(half, columns)
 
     def raw_score(self, X) -> np.ndarray:
         """The symmetric raw score ``(f(x) - f(swap x)) / 2`` in log-odds (what :meth:`contributions` add up to)."""
@@ -72,6 +81,8 @@ class SymmetricModel:
     def _raw_contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, F + 1): the base model's contributions and, last, its bias."""
         est = self.estimator_
+        if hasattr(est, "fast_"):
+            return est.fast_.contributions(X)
         if hasattr(est, "booster_"):
             return np.asarray(est.booster_.predict(X, pred_contrib=True, num_threads=0), dtype=np.float64)
         if hasattr(est, "coef_"):
@@ -92,7 +103,9 @@ class LinearModel:
         self.classes_ = np.array([0, 1])
 
     def predict_proba(self, X) -> np.ndarray:
-        from scipy.special import expit  # as scikit-learn computes it, so a loaded run answers identically
+        from scipy.special import (
+            expit,  # as scikit-learn computes it, so a loaded run answers identically
+        )
 
         scores = np.asarray(X) @ self.coef_.T + self.intercept_.reshape(1, -1)
         p = expit(scores.ravel())

@@ -50,6 +50,7 @@ class TreeModel:
         # a child is an internal node index (>= 0) or ~leaf index (< 0), as in the text, made global here.
         feature, threshold, decision, left, right, leaf = [], [], [], [], [], []
         self.root = np.zeros(len(trees), dtype=np.int64)
+        self.node_offset = np.zeros(len(trees) + 1, dtype=np.int64)  # tree t's internal nodes: [offset[t], offset[t + 1])
         n_nodes = n_leaves = 0
         for t, tree in enumerate(trees):
             if tree.get("is_linear", "0") != "0" or int(tree.get("num_cat", "0")):
@@ -68,6 +69,7 @@ class TreeModel:
                 n_nodes += len(feature[-1])
             leaf.append(values)
             n_leaves += len(values)
+            self.node_offset[t + 1] = n_nodes
         join = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
         self.feature, self.threshold = join(feature, np.int64), join(threshold, np.float64)
         self.decision, self.left, self.right = join(decision, np.int64), join(left, np.int64), join(right, np.int64)

@@ -185,15 +185,17 @@ class RunComparator(Comparator):
         similarity = self._data[_CENTROID_SIMILARITY][ref, routed]  # per image, computed once
         context = pl.Series(np.asarray(self.contexts.names, dtype=object)[routed], dtype=pl.String)
         extra = {baseline_column(n): p for n, p in self.ensemble.predict_all(x).items()} if self.baselines else {}
-        p_a = self.ensemble.predict(x)
+        if self.explain_level is None:
+            p_a, explanation = self.ensemble.predict(x), None
+        else:  # one pass: the stacker's features of each block serve both
+            p_a, explanation = self.ensemble.predict_explained(x, grouped=self.explain_level != "full")
         if self.selection is not None:
             extra[ANSWERED] = self.selection.answered(p_a, None if x.seen is None else regime_of(x.seen))
         extra[CONTEXT_SIMILARITY] = similarity
         flagged = self.contexts.out_of_context(routed, similarity)
         extra[OUT_OF_CONTEXT] = pl.Series(OUT_OF_CONTEXT, flagged, dtype=pl.Boolean) if flagged is not None else \
             pl.Series(OUT_OF_CONTEXT, [None] * len(ref), dtype=pl.Boolean)
-        if self.explain_level is not None:
-            explanation = self.ensemble.explain(x)
+        if explanation is not None:
             extra[WHY] = explanation.why(WHY_TOP)
             if self.explain_level == "full":
                 extra |= {contrib_column(f): explanation.values[:, j] for j, f in enumerate(explanation.features)}

@@ -161,9 +161,13 @@ def test_explain_names_members_and_full_contributions_add_up(trained, tmp_path, 
     assert sum(explained["groups"].values()) + explained["bias"] == pytest.approx(explained["total"], abs=1e-9)
     table = json.loads((tmp_path / "rep" / "report.json").read_text())["trust"]["contributions"]
     assert set(table["contexts"]) == {"(all)", "blue", "red"} and "global" in table["groups"]
-    # plain --explain: why only
+    # plain --explain: why only, from group sums; the same answers and the same top groups
+    full = scored
     code, scored = compare(trained, tmp_path, "--explain")
     assert code == 0 and "why" in scored.columns and not any(c.startswith("contrib_") for c in scored.columns)
+    assert scored["why"].to_list() == full["why"].to_list()
+    code, plain = compare(trained, tmp_path)
+    assert scored["p_a"].to_list() == plain["p_a"].to_list() == full["p_a"].to_list()  # explaining never changes p_a
 
 
 def test_references_far_from_every_training_image_are_out_of_context(trained, tmp_path):

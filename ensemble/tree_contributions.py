@@ -1,0 +1,328 @@
+"""LightGBM's exact per-feature contributions (``pred_contrib``) at the speed of a prediction.
+
+``compare --explain`` needs TreeSHAP's contributions for every row, and LightGBM computes them at a few
+thousand rows/s here (O(trees x leaves x depth^2) a row). But a tree's contributions depend on a row only
+through which side of each of the tree's split thresholds its features fall: a tree using features
+``f1..fm`` with ``k1..km`` distinct thresholds splits feature space into ``prod(ki + 1)`` cells, and
+every row of one cell gets the same contributions. So :class:`CellTables` asks LightGBM once for the
+contributions of one representative row per cell, tree by tree (``pred_contrib`` with
+``start_iteration=t, num_iteration=1``), and a row's contributions become table lookups: per tree, count
+the thresholds below each of its features (the cell) and add that cell's row of the table — work like a
+prediction's. The lookups run in a small loop compiled to native code with llvmlite (already here for
+the compiled trees; no compiler on the machine), in row blocks (:mod:`ctxsim.ensemble.row_blocks`).
+
+The tables are LightGBM's own numbers, added up tree by tree in the booster's order; LightGBM adds a
+tree's terms into the running total as its recursion finds them, so the sums agree to rounding (~1e-15),
+not bit for bit. Built only for models of numerical splits without missing-value handling (what the
+stacker trains: its features are never missing) and at most ``MAX_CELLS`` cells; :func:`cell_tables`
+checks the tables against ``pred_contrib`` on rows at every threshold and returns None (LightGBM then
+answers) when anything differs.
+"""
+from __future__ import annotations
+
+import copy
+import ctypes
+import logging
+import struct
+import threading
+
+import numpy as np
+
+from ctxsim.ensemble.row_blocks import each_block
+from ctxsim.ensemble.trees import ZERO_THRESHOLD, TreeModel
+
+log = logging.getLogger(__name__)
+
+#: Most cells (table rows) over all trees: 150 trees of 15 leaves have ~5*10^5 (~40 MB of tables).
+MAX_CELLS = 4_000_000
+#: Thresholds of one (tree, feature) pair in the native loop (one vector compare); a feature with more is
+#: split into several pairs of the same stride (the digit is the sum of their counts).
+PAIR_THRESHOLDS = 4
+#: Largest difference from LightGBM's ``pred_contrib`` the self-check accepts (rounding of the sums).
+CHECK_TOLERANCE = 1e-9
+
+#: The native loop, row by row (a row's features and contributions stay in L1; the table rows real inputs
+#: visit are few and stay in cache). Per tree: its pairs' digits give the cell, then the cell's table row is
+#: added into the row's output columns. A pair's PAIR_THRESHOLDS thresholds (padded with +inf) are counted
+#: below x with one vector compare, without a branch.
+_KERNEL_IR = r"""
+define void @cell_contributions(i64 %n, i64 %nf, float* noalias %X, i64 %ntrees, i64* noalias %tree_pairs,
+    i64* noalias %pair_feature, double* noalias %thr, i64* noalias %pair_stride,
+    i64* noalias %tree_table, i64* noalias %tree_cols, i64* noalias %cols, double* noalias %table,
+    double* noalias %out, i64 %nout, double %scale) {{
+entry:
+  br label %row_head
+row_head:
+  %r = phi i64 [0, %entry], [%r_next, %row_latch]
+  %row_done = icmp sge i64 %r, %n
+  br i1 %row_done, label %exit, label %row_body
+row_body:
+  %xrow_off = mul i64 %r, %nf
+  %xrow = getelementptr float, float* %X, i64 %xrow_off
+  %orow_off = mul i64 %r, %nout
+  %orow = getelementptr double, double* %out, i64 %orow_off
+  br label %tree_head
+tree_head:
+  %t = phi i64 [0, %row_body], [%t_next, %tree_latch]
+  %tree_done = icmp sge i64 %t, %ntrees
+  br i1 %tree_done, label %row_latch, label %tree_body
+tree_body:
+  %pa_ptr = getelementptr i64, i64* %tree_pairs, i64 %t
+  %pa = load i64, i64* %pa_ptr
+  %t1 = add i64 %t, 1
+  %pb_ptr = getelementptr i64, i64* %tree_pairs, i64 %t1
+  %pb = load i64, i64* %pb_ptr
+  br label %pair_head
+pair_head:
+  %p = phi i64 [%pa, %tree_body], [%p_next, %pair_body]
+  %cell = phi i64 [0, %tree_body], [%cell_next, %pair_body]
+  %pair_done = icmp sge i64 %p, %pb
+  br i1 %pair_done, label %acc_start, label %pair_body
+pair_body:
+  %f_ptr = getelementptr i64, i64* %pair_feature, i64 %p
+  %f = load i64, i64* %f_ptr
+  %x_ptr = getelementptr float, float* %xrow, i64 %f
+  %x32 = load float, float* %x_ptr
+  %x64 = fpext float %x32 to double
+  ; LightGBM's dense row without missing-value handling: NaN and |x| <= kZeroThreshold read as 0
+  %xabs = call double @llvm.fabs.f64(double %x64)
+  %zero = fcmp ule double %xabs, ZERO_THRESHOLD
+  %x = select i1 %zero, double 0.0, double %x64
+  %xs0 = insertelement <{W} x double> undef, double %x, i32 0
+  %xs = shufflevector <{W} x double> %xs0, <{W} x double> undef, <{W} x i32> zeroinitializer
+  %th_off = mul i64 %p, {W}
+  %th_ptr = getelementptr double, double* %thr, i64 %th_off
+  %th_vec_ptr = bitcast double* %th_ptr to <{W} x double>*
+  %th = load <{W} x double>, <{W} x double>* %th_vec_ptr, align 8
+  %right = fcmp olt <{W} x double> %th, %xs
+  %bits = bitcast <{W} x i1> %right to i{W}
+  %wide = zext i{W} %bits to i64
+  %count = call i64 @llvm.ctpop.i64(i64 %wide)
+  %s_ptr = getelementptr i64, i64* %pair_stride, i64 %p
+  %s = load i64, i64* %s_ptr
+  %cs = mul i64 %count, %s
+  %cell_next = add i64 %cell, %cs
+  %p_next = add i64 %p, 1
+  br label %pair_head
+acc_start:
+  %ca_ptr = getelementptr i64, i64* %tree_cols, i64 %t
+  %ca = load i64, i64* %ca_ptr
+  %cb_ptr = getelementptr i64, i64* %tree_cols, i64 %t1
+  %cb = load i64, i64* %cb_ptr
+  %width = sub i64 %cb, %ca
+  %to_ptr = getelementptr i64, i64* %tree_table, i64 %t
+  %to = load i64, i64* %to_ptr
+  %cell_off = mul i64 %cell, %width
+  %base = add i64 %to, %cell_off
+  br label %acc_head
+acc_head:
+  %k = phi i64 [0, %acc_start], [%k_next, %acc_body]
+  %acc_done = icmp sge i64 %k, %width
+  br i1 %acc_done, label %tree_latch, label %acc_body
+acc_body:
+  %ck = add i64 %ca, %k
+  %col_ptr = getelementptr i64, i64* %cols, i64 %ck
+  %col = load i64, i64* %col_ptr
+  %tk = add i64 %base, %k
+  %v_ptr = getelementptr double, double* %table, i64 %tk
+  %v = load double, double* %v_ptr
+  %o_ptr = getelementptr double, double* %orow, i64 %col
+  %o = load double, double* %o_ptr
+  %sv = fmul double %v, %scale
+  %o2 = fadd double %o, %sv
+  store double %o2, double* %o_ptr
+  %k_next = add i64 %k, 1
+  br label %acc_head
+tree_latch:
+  %t_next = add i64 %t, 1
+  br label %tree_head
+row_latch:
+  %r_next = add i64 %r, 1
+  br label %row_head
+exit:
+  ret void
+}}
+
+declare i64 @llvm.ctpop.i64(i64)
+declare double @llvm.fabs.f64(double)
+"""
+
+_kernel_lock = threading.Lock()
+_kernel = None  # (execution engine, ctypes function): compiled once per process
+
+
+def _ir_double(value: float) -> str:
+    """A double constant as LLVM IR writes it exactly: its IEEE bits in hex."""
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", value))[0]
+
+
+def _native_kernel():
+    """The lookup loop, compiled with llvmlite's MCJIT at -O3 (once per process)."""
+    global _kernel
+    with _kernel_lock:
+        if _kernel is None:
+            import llvmlite.binding as llvm
+
+            llvm.initialize()
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            module = llvm.parse_assembly(_KERNEL_IR.format(W=PAIR_THRESHOLDS).replace("ZERO_THRESHOLD", _ir_double(ZERO_THRESHOLD)))
+            module.verify()
+            machine = llvm.Target.from_default_triple().create_target_machine(  # this CPU's vector instructions
+                cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+            builder = llvm.create_pass_manager_builder()
+            builder.opt_level = 3
+            passes = llvm.create_module_pass_manager()
+            builder.populate(passes)
+            passes.run(module)
+            engine = llvm.create_mcjit_compiler(module, machine)
+            engine.finalize_object()
+            i64, ptr = ctypes.c_int64, ctypes.c_void_p
+            fn = ctypes.CFUNCTYPE(None, i64, i64, ptr, i64, *[ptr] * 9, i64, ctypes.c_double)(engine.get_function_address("cell_contributions"))
+            _kernel = (engine, fn)
+        return _kernel[1]
+
+
+class CellTables:
+    """Per tree: the features it splits on, their distinct thresholds and one table row of contributions
+    (its features' and its bias) per cell. ``contributions(X)`` equals ``pred_contrib`` (n, F + 1)."""
+
+    def __init__(self, trees: TreeModel, booster):
+        self.n_features = trees.n_features
+        n_trees = len(trees.root)
+        tree_pairs, pair_feature, thr, pair_stride = [0], [], [], []
+        tree_table, tree_cols, cols, tables, n_cells = [], [0], [], [], []
+        offset = 0
+        for t in range(n_trees):
+            nodes = slice(trees.node_offset[t], trees.node_offset[t + 1])
+            feats, th = trees.feature[nodes], trees.threshold[nodes]
+            used = np.unique(feats)
+            per_feature = [np.unique(th[feats == f]) for f in used]
+            radix = [len(u) + 1 for u in per_feature]
+            strides = np.cumprod([1, *radix[:-1]]).astype(np.int64)
+            for f, u, s in zip(used, per_feature, strides):
+                for chunk in range(0, len(u), PAIR_THRESHOLDS):
+                    part = u[chunk: chunk + PAIR_THRESHOLDS]
+                    pair_feature.append(int(f))
+                    thr.extend([*part.tolist(), *[np.inf] * (PAIR_THRESHOLDS - len(part))])
+                    pair_stride.append(int(s))
+            tree_pairs.append(len(pair_feature))
+            table = self._tree_table(booster, t, used, per_feature, radix)
+            tree_table.append(offset)
+            offset += table.size
+            cols.extend([*map(int, used), self.n_features])
+            tree_cols.append(len(cols))
+            tables.append(table.ravel())
+            n_cells.append(len(table))
+        self._n_cells = n_cells
+        as64 = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
+        self._arrays = dict(tree_pairs=as64(tree_pairs), pair_feature=as64(pair_feature),
+                            thr=np.ascontiguousarray(thr, dtype=np.float64), pair_stride=as64(pair_stride),
+                            tree_table=as64(tree_table), tree_cols=as64(tree_cols), cols=as64(cols),
+                            table=np.concatenate(tables) if tables else np.zeros(0))
+        self.n_trees = n_trees
+        self.n_out = self.n_features + 1  # output columns: the features' and, last, the bias
+
+    @staticmethod
+    def _tree_table(booster, t: int, used: np.ndarray, per_feature: list[np.ndarray], radix: list[int]) -> np.ndarray:
+        """(cells, len(used) + 1): LightGBM's contributions of tree ``t`` for one representative row per
+        cell (a feature's cell digit d < k: its d-th threshold itself, which goes left of it and right of the
+        ones below; d = k: just above the largest)."""
+        n_cells = int(np.prod(radix)) if radix else 1
+        reps = np.zeros((n_cells, booster.num_feature()))
+        digits = np.arange(n_cells)
+        for f, u, k in zip(used, per_feature, radix):
+            values = np.r_[u, np.nextafter(u[-1], np.inf)]
+            reps[:, f] = values[digits % k]
+            digits = digits // k
+        contrib = np.asarray(booster.predict(reps, pred_contrib=True, start_iteration=t, num_iteration=1, num_threads=0))
+        return np.ascontiguousarray(contrib[:, [*map(int, used), booster.num_feature()]], dtype=np.float64)
+
+    def grouped(self, column_of: list[int]) -> CellTables:
+        """Tables whose output sums the contributions into groups: ``column_of[j]`` is the output column of
+        feature ``j`` (and, last, of the bias). Each tree's columns of one group are added up once, here,
+        so a row adds fewer numbers (``--explain`` needs only the groups)."""
+        column_of = np.asarray(column_of, dtype=np.int64)
+        a = self._arrays
+        tree_cols, cols, tables, tree_table, offset = [0], [], [], [], 0
+        for t in range(self.n_trees):
+            own = a["cols"][a["tree_cols"][t]: a["tree_cols"][t + 1]]
+            width = len(own)
+            start = a["tree_table"][t]
+            table = a["table"][start: start + self._n_cells[t] * width].reshape(self._n_cells[t], width)
+            targets, which = np.unique(column_of[own], return_inverse=True)
+            onehot = np.zeros((width, len(targets)))
+            onehot[np.arange(width), which.ravel()] = 1.0
+            tables.append(np.ascontiguousarray(table @ onehot).ravel())
+            tree_table.append(offset)
+            offset += tables[-1].size
+            cols.extend(targets.tolist())
+            tree_cols.append(len(cols))
+        other = copy.copy(self)
+        other._arrays = dict(a, tree_table=np.asarray(tree_table, np.int64), tree_cols=np.asarray(tree_cols, np.int64),
+                             cols=np.asarray(cols, np.int64), table=np.concatenate(tables))
+        other.n_out = int(column_of.max()) + 1
+        return other
+
+    def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """(n, F + 1) contributions and bias of every row of float32 features (what the stacker predicts on),
+        as ``pred_contrib``; the native loop runs over row blocks in ``threads`` threads, in place."""
+        out = np.zeros((len(X), self.n_out))
+        self.add_contributions(X, out, 1.0, threads)
+        return out
+
+    def half_difference(self, X: np.ndarray, X_other: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """``(pred_contrib(X) - pred_contrib(X_other)) / 2`` in one output (the A/B-symmetric contributions)."""
+        out = np.zeros((len(X), self.n_out))
+        self.add_contributions(X, out, 0.5, threads)
+        self.add_contributions(X_other, out, -0.5, threads)
+        return out
+
+    def add_contributions(self, X: np.ndarray, out: np.ndarray, scale: float, threads: int | None = None) -> None:
+        """``out += scale * pred_contrib(X)`` (grouped: summed into the groups' columns); ``out``: a C-contiguous
+        (n, n_out) float64 array."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        if X32.ndim != 2 or X32.shape[1] != self.n_features:
+            raise ValueError(f"expected (n, {self.n_features}) features, got {X32.shape}")
+        if X32.dtype != np.asarray(X).dtype and not np.array_equal(X32, X, equal_nan=True):
+            raise ValueError("features must be float32 values (the stacker's); these lose precision as float32")
+        if out.shape != (len(X32), self.n_out) or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"expected a C-contiguous float64 output of shape {(len(X32), self.n_out)}")
+        kernel, a = _native_kernel(), self._arrays
+        pointers = [a[k].ctypes.data for k in ("tree_pairs", "pair_feature", "thr", "pair_stride",
+                                                 "tree_table", "tree_cols", "cols", "table")]
+        row_in, row_out = X32.strides[0], out.strides[0]
+
+        def block(start: int, stop: int) -> None:
+            kernel(stop - start, self.n_features, X32.ctypes.data + start * row_in, self.n_trees, *pointers,
+                   out.ctypes.data + start * row_out, self.n_out, scale)
+
+        each_block(len(X32), block, threads=threads)
+
+
+def cell_tables(trees: TreeModel | None, booster, check_X: np.ndarray) -> CellTables | None:
+    """:class:`CellTables` of a model when it qualifies and agrees with ``pred_contrib`` on ``check_X``
+    (rows at every threshold, :func:`ctxsim.ensemble.compiled.check_rows`); else None (with a log line)."""
+    if trees is None or (trees.missing != 0).any():
+        log.info("explanations: LightGBM's pred_contrib is used (the model handles missing values)")
+        return None
+    cells = 0
+    for t in range(len(trees.root)):
+        nodes = slice(trees.node_offset[t], trees.node_offset[t + 1])
+        feats, th = trees.feature[nodes], trees.threshold[nodes]
+        cells += int(np.prod([len(np.unique(th[feats == f])) + 1 for f in np.unique(feats)]))
+    if cells > MAX_CELLS:
+        log.info("explanations: LightGBM's pred_contrib is used (%d cells exceed %d)", cells, MAX_CELLS)
+        return None
+    try:
+        tables = CellTables(trees, booster)
+        expected = np.asarray(booster.predict(check_X, pred_contrib=True, num_threads=1))
+        gap = float(np.max(np.abs(tables.contributions(check_X) - expected)))
+    except Exception as err:  # noqa: BLE001 - any failure leaves LightGBM's own pred_contrib
+        log.warning("explanations: LightGBM's pred_contrib is used (the cell tables failed: %s: %s)", type(err).__name__, err)
+        return None
+    if gap > CHECK_TOLERANCE:
+        log.warning("explanations: LightGBM's pred_contrib is used (the cell tables differ by up to %.3g)", gap)
+        return None
+    return tables
+
