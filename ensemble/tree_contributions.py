@@ -8,8 +8,10 @@ every row of one cell gets the same contributions. So :class:`CellTables` asks L
 contributions of one representative row per cell, tree by tree (``pred_contrib`` with
 ``start_iteration=t, num_iteration=1``), and a row's contributions become table lookups: per tree, count
 the thresholds below each of its features (the cell) and add that cell's row of the table — work like a
-prediction's. The lookups run in a small loop compiled to native code with llvmlite (already here for
-the compiled trees; no compiler on the machine), in row blocks (:mod:`ctxsim.ensemble.row_blocks`).
+prediction's. The lookups are compiled per model to straight-line native code with llvmlite (already
+here for the compiled trees; no compiler on the machine), thresholds and columns as constants, and run in
+row blocks (:mod:`ctxsim.ensemble.row_blocks`). ``--explain`` needs only each member's and context's sum:
+:meth:`CellTables.grouped` adds a tree's columns of one group once, so a row adds fewer numbers.
 
 The tables are LightGBM's own numbers, added up tree by tree in the booster's order; LightGBM adds a
 tree's terms into the running total as its recursion finds them, so the sums agree to rounding (~1e-15),
@@ -41,146 +43,77 @@ PAIR_THRESHOLDS = 4
 #: Largest difference from LightGBM's ``pred_contrib`` the self-check accepts (rounding of the sums).
 CHECK_TOLERANCE = 1e-9
 
-#: The native loop, row by row (a row's features and contributions stay in L1; the table rows real inputs
-#: visit are few and stay in cache). Per tree: its pairs' digits give the cell, then the cell's table row is
-#: added into the row's output columns. A pair's PAIR_THRESHOLDS thresholds (padded with +inf) are counted
-#: below x with one vector compare, without a branch.
-_KERNEL_IR = r"""
-define void @cell_contributions(i64 %n, i64 %nf, float* noalias %X, i64 %ntrees, i64* noalias %tree_pairs,
-    i64* noalias %pair_feature, double* noalias %thr, i64* noalias %pair_stride,
-    i64* noalias %tree_table, i64* noalias %tree_cols, i64* noalias %cols, double* noalias %table,
-    double* noalias %out, i64 %nout, double %scale) {{
-entry:
-  br label %row_head
-row_head:
-  %r = phi i64 [0, %entry], [%r_next, %row_latch]
-  %row_done = icmp sge i64 %r, %n
-  br i1 %row_done, label %exit, label %row_body
-row_body:
-  %xrow_off = mul i64 %r, %nf
-  %xrow = getelementptr float, float* %X, i64 %xrow_off
-  %orow_off = mul i64 %r, %nout
-  %orow = getelementptr double, double* %out, i64 %orow_off
-  br label %tree_head
-tree_head:
-  %t = phi i64 [0, %row_body], [%t_next, %tree_latch]
-  %tree_done = icmp sge i64 %t, %ntrees
-  br i1 %tree_done, label %row_latch, label %tree_body
-tree_body:
-  %pa_ptr = getelementptr i64, i64* %tree_pairs, i64 %t
-  %pa = load i64, i64* %pa_ptr
-  %t1 = add i64 %t, 1
-  %pb_ptr = getelementptr i64, i64* %tree_pairs, i64 %t1
-  %pb = load i64, i64* %pb_ptr
-  br label %pair_head
-pair_head:
-  %p = phi i64 [%pa, %tree_body], [%p_next, %pair_body]
-  %cell = phi i64 [0, %tree_body], [%cell_next, %pair_body]
-  %pair_done = icmp sge i64 %p, %pb
-  br i1 %pair_done, label %acc_start, label %pair_body
-pair_body:
-  %f_ptr = getelementptr i64, i64* %pair_feature, i64 %p
-  %f = load i64, i64* %f_ptr
-  %x_ptr = getelementptr float, float* %xrow, i64 %f
-  %x32 = load float, float* %x_ptr
-  %x64 = fpext float %x32 to double
-  ; LightGBM's dense row without missing-value handling: NaN and |x| <= kZeroThreshold read as 0
-  %xabs = call double @llvm.fabs.f64(double %x64)
-  %zero = fcmp ule double %xabs, ZERO_THRESHOLD
-  %x = select i1 %zero, double 0.0, double %x64
-  %xs0 = insertelement <{W} x double> undef, double %x, i32 0
-  %xs = shufflevector <{W} x double> %xs0, <{W} x double> undef, <{W} x i32> zeroinitializer
-  %th_off = mul i64 %p, {W}
-  %th_ptr = getelementptr double, double* %thr, i64 %th_off
-  %th_vec_ptr = bitcast double* %th_ptr to <{W} x double>*
-  %th = load <{W} x double>, <{W} x double>* %th_vec_ptr, align 8
-  %right = fcmp olt <{W} x double> %th, %xs
-  %bits = bitcast <{W} x i1> %right to i{W}
-  %wide = zext i{W} %bits to i64
-  %count = call i64 @llvm.ctpop.i64(i64 %wide)
-  %s_ptr = getelementptr i64, i64* %pair_stride, i64 %p
-  %s = load i64, i64* %s_ptr
-  %cs = mul i64 %count, %s
-  %cell_next = add i64 %cell, %cs
-  %p_next = add i64 %p, 1
-  br label %pair_head
-acc_start:
-  %ca_ptr = getelementptr i64, i64* %tree_cols, i64 %t
-  %ca = load i64, i64* %ca_ptr
-  %cb_ptr = getelementptr i64, i64* %tree_cols, i64 %t1
-  %cb = load i64, i64* %cb_ptr
-  %width = sub i64 %cb, %ca
-  %to_ptr = getelementptr i64, i64* %tree_table, i64 %t
-  %to = load i64, i64* %to_ptr
-  %cell_off = mul i64 %cell, %width
-  %base = add i64 %to, %cell_off
-  br label %acc_head
-acc_head:
-  %k = phi i64 [0, %acc_start], [%k_next, %acc_body]
-  %acc_done = icmp sge i64 %k, %width
-  br i1 %acc_done, label %tree_latch, label %acc_body
-acc_body:
-  %ck = add i64 %ca, %k
-  %col_ptr = getelementptr i64, i64* %cols, i64 %ck
-  %col = load i64, i64* %col_ptr
-  %tk = add i64 %base, %k
-  %v_ptr = getelementptr double, double* %table, i64 %tk
-  %v = load double, double* %v_ptr
-  %o_ptr = getelementptr double, double* %orow, i64 %col
-  %o = load double, double* %o_ptr
-  %sv = fmul double %v, %scale
-  %o2 = fadd double %o, %sv
-  store double %o2, double* %o_ptr
-  %k_next = add i64 %k, 1
-  br label %acc_head
-tree_latch:
-  %t_next = add i64 %t, 1
-  br label %tree_head
-row_latch:
-  %r_next = add i64 %r, 1
-  br label %row_head
-exit:
-  ret void
-}}
-
-declare i64 @llvm.ctpop.i64(i64)
-declare double @llvm.fabs.f64(double)
-"""
-
-_kernel_lock = threading.Lock()
-_kernel = None  # (execution engine, ctypes function): compiled once per process
-
 
 def _ir_double(value: float) -> str:
     """A double constant as LLVM IR writes it exactly: its IEEE bits in hex."""
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", value))[0]
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
 
 
-def _native_kernel():
-    """The lookup loop, compiled with llvmlite's MCJIT at -O3 (once per process)."""
-    global _kernel
-    with _kernel_lock:
-        if _kernel is None:
-            import llvmlite.binding as llvm
+def straight_line_ir(a: dict[str, np.ndarray], n_features: int, n_out: int) -> str:
+    """LLVM IR of ``cell_contributions(n, X, table, out, scale)``: for each of ``n`` rows of float32 ``X``
+    (row-major), ``out[row, c] += scale * table[...]`` for every tree's cell, with the model's thresholds,
+    strides and columns as constants (no loop over trees or features, so no branch to mispredict; a row's
+    outputs stay in registers). A feature is read once a row the way LightGBM reads a dense row without
+    missing-value handling (NaN and |x| <= kZeroThreshold are 0); a pair's PAIR_THRESHOLDS thresholds
+    (padded with +inf) are counted below x with one vector compare. Sums are in tree order, as LightGBM's."""
+    w, vec, zt = PAIR_THRESHOLDS, f"<{PAIR_THRESHOLDS} x double>", _ir_double(ZERO_THRESHOLD)
+    tp, pf, thr, ps = a["tree_pairs"], a["pair_feature"], a["thr"], a["pair_stride"]
+    tt, tc, cols = a["tree_table"], a["tree_cols"], a["cols"]
+    ir = ["define void @cell_contributions(i64 %n, float* noalias %X, double* noalias %table, double* noalias %out, double %scale) {",
+          "entry:", "  br label %row_head", "row_head:", "  %r = phi i64 [0, %entry], [%r_next, %row_body]",
+          "  %done = icmp sge i64 %r, %n", "  br i1 %done, label %exit, label %row_body", "row_body:",
+          f"  %xoff = mul i64 %r, {n_features}", "  %xrow = getelementptr float, float* %X, i64 %xoff",
+          f"  %ooff = mul i64 %r, {n_out}", "  %orow = getelementptr double, double* %out, i64 %ooff"]
+    for f in np.unique(pf):
+        ir += [f"  %xp{f} = getelementptr float, float* %xrow, i64 {f}", f"  %xf{f} = load float, float* %xp{f}",
+               f"  %xd{f} = fpext float %xf{f} to double", f"  %xa{f} = call double @llvm.fabs.f64(double %xd{f})",
+               f"  %xz{f} = fcmp ule double %xa{f}, {zt}", f"  %x{f} = select i1 %xz{f}, double 0.0, double %xd{f}",
+               f"  %xi{f} = insertelement {vec} undef, double %x{f}, i32 0",
+               f"  %xv{f} = shufflevector {vec} %xi{f}, {vec} undef, <{w} x i32> zeroinitializer"]
+    for t in range(len(tt)):
+        cell = "0"
+        for p in range(tp[t], tp[t + 1]):
+            bounds = ", ".join(f"double {_ir_double(v)}" for v in thr[p * w:(p + 1) * w])
+            ir += [f"  %m{p} = fcmp olt {vec} <{bounds}>, %xv{pf[p]}", f"  %b{p} = bitcast <{w} x i1> %m{p} to i{w}",
+                   f"  %w{p} = zext i{w} %b{p} to i64", f"  %k{p} = call i64 @llvm.ctpop.i64(i64 %w{p})",
+                   f"  %s{p} = mul i64 %k{p}, {ps[p]}", f"  %c{p} = add i64 {cell}, %s{p}"]
+            cell = f"%c{p}"
+        width = tc[t + 1] - tc[t]
+        ir += [f"  %cw{t} = mul i64 {cell}, {width}", f"  %base{t} = add i64 %cw{t}, {tt[t]}"]
+        for k in range(width):
+            q = f"{t}_{k}"
+            ir += [f"  %ti{q} = add i64 %base{t}, {k}", f"  %tp{q} = getelementptr double, double* %table, i64 %ti{q}",
+                   f"  %tv{q} = load double, double* %tp{q}", f"  %sv{q} = fmul double %tv{q}, %scale",
+                   f"  %op{q} = getelementptr double, double* %orow, i64 {cols[tc[t] + k]}",
+                   f"  %ov{q} = load double, double* %op{q}", f"  %on{q} = fadd double %ov{q}, %sv{q}",
+                   f"  store double %on{q}, double* %op{q}"]
+    ir += ["  %r_next = add i64 %r, 1", "  br label %row_head", "exit:", "  ret void", "}",
+           "declare i64 @llvm.ctpop.i64(i64)", "declare double @llvm.fabs.f64(double)"]
+    return "\n".join(ir)
 
-            llvm.initialize()
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            module = llvm.parse_assembly(_KERNEL_IR.format(W=PAIR_THRESHOLDS).replace("ZERO_THRESHOLD", _ir_double(ZERO_THRESHOLD)))
-            module.verify()
-            machine = llvm.Target.from_default_triple().create_target_machine(  # this CPU's vector instructions
-                cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-            builder = llvm.create_pass_manager_builder()
-            builder.opt_level = 3
-            passes = llvm.create_module_pass_manager()
-            builder.populate(passes)
-            passes.run(module)
-            engine = llvm.create_mcjit_compiler(module, machine)
-            engine.finalize_object()
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            fn = ctypes.CFUNCTYPE(None, i64, i64, ptr, i64, *[ptr] * 9, i64, ctypes.c_double)(engine.get_function_address("cell_contributions"))
-            _kernel = (engine, fn)
-        return _kernel[1]
+
+def compile_ir(ir: str):
+    """(execution engine, ctypes function) of ``cell_contributions`` in ``ir``, for this CPU, at -O2 (about
+    two seconds for 150 trees)."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(ir)
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine(  # this CPU's vector instructions
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    builder = llvm.create_pass_manager_builder()
+    builder.opt_level = 2
+    passes = llvm.create_module_pass_manager()
+    builder.populate(passes)
+    passes.run(module)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    ptr = ctypes.c_void_p
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double)(engine.get_function_address("cell_contributions"))
+    return engine, fn
 
 
 class CellTables:
@@ -222,6 +155,14 @@ class CellTables:
                             table=np.concatenate(tables) if tables else np.zeros(0))
         self.n_trees = n_trees
         self.n_out = self.n_features + 1  # output columns: the features' and, last, the bias
+        self._native, self._lock = None, threading.Lock()
+
+    def _kernel(self):
+        """The compiled lookups of these tables (compiled on first use, once)."""
+        with self._lock:
+            if self._native is None:
+                self._native = compile_ir(straight_line_ir(self._arrays, self.n_features, self.n_out))
+            return self._native[1]
 
     @staticmethod
     def _tree_table(booster, t: int, used: np.ndarray, per_feature: list[np.ndarray], radix: list[int]) -> np.ndarray:
@@ -262,6 +203,7 @@ class CellTables:
         other._arrays = dict(a, tree_table=np.asarray(tree_table, np.int64), tree_cols=np.asarray(tree_cols, np.int64),
                              cols=np.asarray(cols, np.int64), table=np.concatenate(tables))
         other.n_out = int(column_of.max()) + 1
+        other._native, other._lock = None, threading.Lock()
         return other
 
     def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
@@ -288,14 +230,11 @@ class CellTables:
             raise ValueError("features must be float32 values (the stacker's); these lose precision as float32")
         if out.shape != (len(X32), self.n_out) or out.dtype != np.float64 or not out.flags.c_contiguous:
             raise ValueError(f"expected a C-contiguous float64 output of shape {(len(X32), self.n_out)}")
-        kernel, a = _native_kernel(), self._arrays
-        pointers = [a[k].ctypes.data for k in ("tree_pairs", "pair_feature", "thr", "pair_stride",
-                                                 "tree_table", "tree_cols", "cols", "table")]
+        kernel, table = self._kernel(), self._arrays["table"]
         row_in, row_out = X32.strides[0], out.strides[0]
 
         def block(start: int, stop: int) -> None:
-            kernel(stop - start, self.n_features, X32.ctypes.data + start * row_in, self.n_trees, *pointers,
-                   out.ctypes.data + start * row_out, self.n_out, scale)
+            kernel(stop - start, X32.ctypes.data + start * row_in, table.ctypes.data, out.ctypes.data + start * row_out, scale)
 
         each_block(len(X32), block, threads=threads)
 
