@@ -26,14 +26,13 @@ import numpy as np
 from ctxsim.embedding.cache import default_cache_dir
 from ctxsim.ensemble.explain import group_columns
 from ctxsim.ensemble.row_blocks import MIN_ROWS_PER_THREAD, prediction_threads
-from ctxsim.ensemble.tree_contributions import CellTables, cell_tables
+from ctxsim.ensemble.tree_contributions import CACHE_SUBDIR, CellTables, cell_tables
 from ctxsim.ensemble.trees import ZERO_THRESHOLD, TextModelError, TreeModel
 
 log = logging.getLogger(__name__)
 
 #: Rows of the self-check run on load (random rows plus every split threshold of the model).
 CHECK_ROWS = 512
-CACHE_SUBDIR = "compiled"
 #: The first call with at least this many rows compiles the model; smaller calls use the booster.
 COMPILE_MIN_ROWS = 20_000
 #: Explaining at least this many rows builds the cell tables (a second or two), used from then on.
@@ -211,7 +210,7 @@ class FastBooster:
     def prepare_explanations(self, n_rows: int) -> None:
         """Build (and check) the cell tables now when ``n_rows`` rows are about to be explained."""
         if n_rows >= TABLES_MIN_ROWS and self._tables is None:
-            self._tables = cell_tables(self._trees, self.booster, check_rows(self.booster)) or False
+            self._tables = cell_tables(self._trees, self.booster, check_rows(self.booster), self.cache_dir) or False
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """LightGBM's ``pred_contrib`` (n, F + 1): from the cell tables once a large input built them

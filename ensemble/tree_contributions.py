@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import hashlib
 import logging
+import os
 import struct
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 
+from ctxsim.embedding.cache import default_cache_dir
 from ctxsim.ensemble.row_blocks import each_block
 from ctxsim.ensemble.trees import ZERO_THRESHOLD, TreeModel
 
@@ -40,6 +45,8 @@ MAX_CELLS = 4_000_000
 #: Thresholds of one (tree, feature) pair in the native loop (one vector compare); a feature with more is
 #: split into several pairs of the same stride (the digit is the sum of their counts).
 PAIR_THRESHOLDS = 4
+#: Folder of the object code beside the embedding cache (shared with the compiled trees).
+CACHE_SUBDIR = "compiled"
 #: Largest difference from LightGBM's ``pred_contrib`` the self-check accepts (rounding of the sums).
 CHECK_TOLERANCE = 1e-9
 
@@ -92,24 +99,40 @@ def straight_line_ir(a: dict[str, np.ndarray], n_features: int, n_out: int) -> s
     return "\n".join(ir)
 
 
-def compile_ir(ir: str):
+def compile_ir(ir: str, cache_dir: str | os.PathLike | None = None):
     """(execution engine, ctypes function) of ``cell_contributions`` in ``ir``, for this CPU, at -O2 (about
-    two seconds for 150 trees)."""
+    two seconds for 150 trees). The object code is cached in ``cache_dir/compiled`` (default: beside the
+    embedding cache), keyed by the IR, llvmlite and the CPU, so a model's lookups compile once per machine."""
+    import llvmlite
     import llvmlite.binding as llvm
 
     llvm.initialize()
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    module = llvm.parse_assembly(ir)
-    module.verify()
-    machine = llvm.Target.from_default_triple().create_target_machine(  # this CPU's vector instructions
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
-    builder = llvm.create_pass_manager_builder()
-    builder.opt_level = 2
-    passes = llvm.create_module_pass_manager()
-    builder.populate(passes)
-    passes.run(module)
+    cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    key = hashlib.sha256("\0".join((ir, llvmlite.__version__, llvm.get_process_triple(), cpu, features)).encode()).hexdigest()[:32]
+    folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / CACHE_SUBDIR
+    cached = folder / f"cells-{key}.o"
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=2)
+    if cached.exists():  # the object code alone: nothing to parse or optimise
+        module = llvm.parse_assembly("")
+    else:
+        module = llvm.parse_assembly(ir)
+        module.verify()
+        builder = llvm.create_pass_manager_builder()
+        builder.opt_level = 2
+        passes = llvm.create_module_pass_manager()
+        builder.populate(passes)
+        passes.run(module)
     engine = llvm.create_mcjit_compiler(module, machine)
+
+    def save(_module, buffer: bytes) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:  # never a half-written file
+            tmp.write(buffer)
+        os.replace(tmp.name, cached)
+
+    engine.set_object_cache(save, lambda _module: cached.read_bytes() if cached.exists() else None)
     engine.finalize_object()
     ptr = ctypes.c_void_p
     fn = ctypes.CFUNCTYPE(None, ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double)(engine.get_function_address("cell_contributions"))
@@ -120,8 +143,8 @@ class CellTables:
     """Per tree: the features it splits on, their distinct thresholds and one table row of contributions
     (its features' and its bias) per cell. ``contributions(X)`` equals ``pred_contrib`` (n, F + 1)."""
 
-    def __init__(self, trees: TreeModel, booster):
-        self.n_features = trees.n_features
+    def __init__(self, trees: TreeModel, booster, cache_dir: str | os.PathLike | None = None):
+        self.n_features, self.cache_dir = trees.n_features, cache_dir
         n_trees = len(trees.root)
         tree_pairs, pair_feature, thr, pair_stride = [0], [], [], []
         tree_table, tree_cols, cols, tables, n_cells = [], [0], [], [], []
@@ -161,7 +184,7 @@ class CellTables:
         """The compiled lookups of these tables (compiled on first use, once)."""
         with self._lock:
             if self._native is None:
-                self._native = compile_ir(straight_line_ir(self._arrays, self.n_features, self.n_out))
+                self._native = compile_ir(straight_line_ir(self._arrays, self.n_features, self.n_out), self.cache_dir)
             return self._native[1]
 
     @staticmethod
@@ -239,7 +262,8 @@ class CellTables:
         each_block(len(X32), block, threads=threads)
 
 
-def cell_tables(trees: TreeModel | None, booster, check_X: np.ndarray) -> CellTables | None:
+def cell_tables(trees: TreeModel | None, booster, check_X: np.ndarray,
+                cache_dir: str | os.PathLike | None = None) -> CellTables | None:
     """:class:`CellTables` of a model when it qualifies and agrees with ``pred_contrib`` on ``check_X``
     (rows at every threshold, :func:`ctxsim.ensemble.compiled.check_rows`); else None (with a log line)."""
     if trees is None or (trees.missing != 0).any():
@@ -254,7 +278,7 @@ def cell_tables(trees: TreeModel | None, booster, check_X: np.ndarray) -> CellTa
         log.info("explanations: LightGBM's pred_contrib is used (%d cells exceed %d)", cells, MAX_CELLS)
         return None
     try:
-        tables = CellTables(trees, booster)
+        tables = CellTables(trees, booster, cache_dir)
         expected = np.asarray(booster.predict(check_X, pred_contrib=True, num_threads=1))
         gap = float(np.max(np.abs(tables.contributions(check_X) - expected)))
     except Exception as err:  # noqa: BLE001 - any failure leaves LightGBM's own pred_contrib

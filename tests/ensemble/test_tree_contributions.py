@@ -133,3 +133,21 @@ def test_grouped_contributions_are_the_sums_of_the_features_of_each_group(fitted
         assert grouped.shape == (len(rows), 3)
         np.testing.assert_allclose(grouped, group_columns(full_values, columns[:-1]), rtol=0, atol=TOLERANCE)
         np.testing.assert_allclose(grouped_bias, full_bias, rtol=0, atol=TOLERANCE)
+
+
+def test_compiled_lookups_are_cached_and_reused(booster, tmp_path, monkeypatch):
+    """The second build of the same model's tables loads the object code: nothing is parsed or optimised."""
+    import llvmlite.binding as llvm
+
+    trees, check = TreeModel(booster.model_to_string()), compiled.check_rows(booster)
+    first = cell_tables(trees, booster, check, tmp_path)
+    objects = list((tmp_path / tree_contributions.CACHE_SUBDIR).glob("cells-*.o"))
+    assert len(objects) == 1 and objects[0].stat().st_size > 0
+
+    def no_optimising(*args, **kwargs):
+        raise AssertionError("optimised again although the object code is cached")
+
+    monkeypatch.setattr(llvm, "create_module_pass_manager", no_optimising)
+    second = cell_tables(trees, booster, check, tmp_path)
+    assert isinstance(second, CellTables)
+    np.testing.assert_array_equal(second.contributions(check.astype(np.float32)), first.contributions(check.astype(np.float32)))
