@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Most cells (table rows) over all trees: 150 trees of 15 leaves have ~5*10^5 (~40 MB of tables).
 MAX_CELLS = 4_000_000
-#: Thresholds of one (tree, feature) pair in the native loop (one vector compare); a feature with more is
+#: Thresholds of one (tree, feature) pair in the native code (one vector compare); a feature with more is
 #: split into several pairs of the same stride (the digit is the sum of their counts).
 PAIR_THRESHOLDS = 4
 #: Folder of the object code beside the embedding cache (shared with the compiled trees).
@@ -231,7 +231,7 @@ class CellTables:
 
     def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(n, F + 1) contributions and bias of every row of float32 features (what the stacker predicts on),
-        as ``pred_contrib``; the native loop runs over row blocks in ``threads`` threads, in place."""
+        as ``pred_contrib``; the native code runs over row blocks in ``threads`` threads, in place."""
         out = np.zeros((len(X), self.n_out))
         self.add_contributions(X, out, 1.0, threads)
         return out
