@@ -132,8 +132,7 @@ class Selection:
         """The threshold of each row of ``regime`` (indices into :data:`REGIMES`), or the overall one."""
         if regime is None or not self.by_regime:
             return self.threshold
-        per = np.array([self.by_regime[name].threshold if name in self.by_regime else ABSTAIN_ALL for name in REGIMES])
-        return per[np.asarray(regime, dtype=np.int64)]
+        return _per_regime(self.by_regime)[np.asarray(regime, dtype=np.int64)]
 
     def answered(self, p_a: np.ndarray, regime: np.ndarray | None = None) -> np.ndarray:
         return confidence(p_a) >= self.thresholds(regime)
@@ -156,6 +155,11 @@ REGIMES = ("new", "known")
 def regime_of(seen: np.ndarray) -> np.ndarray:
     """Each row's regime (index into :data:`REGIMES`) from its ``seen_ref, seen_a, seen_b`` flags."""
     return (np.asarray(seen).reshape(len(seen), -1) > 0).any(axis=1).astype(np.int64)
+
+
+def _per_regime(by_regime: dict[str, Selection]) -> np.ndarray:
+    """The threshold of each of :data:`REGIMES` (a regime without calibration rows never answers)."""
+    return np.array([by_regime[name].threshold if name in by_regime else ABSTAIN_ALL for name in REGIMES])
 
 
 class SelectiveCalibration:
@@ -203,8 +207,7 @@ class SelectiveCalibration:
             return self._select(target, delta)
         present = [i for i in range(len(REGIMES)) if (self.regimes == i).any()]
         by_regime = {REGIMES[i]: self._rows(self.regimes == i)._select(target, delta / len(present)) for i in present}
-        answered = self.confidences >= np.array([by_regime[REGIMES[i]].threshold if REGIMES[i] in by_regime else ABSTAIN_ALL
-                                                 for i in range(len(REGIMES))])[self.regimes]
+        answered = self.confidences >= _per_regime(by_regime)[self.regimes]
         n = int(answered.sum())
         strictest = max((s.threshold for s in by_regime.values()), default=ABSTAIN_ALL)
         bounds = [s.lower_bound for s in by_regime.values() if s.lower_bound is not None]
@@ -239,7 +242,7 @@ class SelectiveCalibration:
         n_rows = len(self)
         if not n_rows:
             return np.zeros(0, int)
-        block_end = np.flatnonzero(np.r_[self.confidences[1:] != self.confidences[:-1], True])
+        block_end = self._tie_ends()
         steps = np.unique(np.ceil(np.arange(1, GRID + 1) * n_rows / GRID).astype(int) - 1)
         return np.unique(block_end[np.searchsorted(block_end, steps)])
 
@@ -247,8 +250,12 @@ class SelectiveCalibration:
         """(coverage, accuracy on answered rows) at every distinct threshold, strictest first."""
         if not len(self):
             return np.zeros(0), np.zeros(0)
-        last = np.flatnonzero(np.r_[self.confidences[1:] != self.confidences[:-1], True])
+        last = self._tie_ends()
         return (last + 1) / len(self), np.cumsum(self.correct)[last] / (last + 1)
+
+    def _tie_ends(self) -> np.ndarray:
+        """Index of the last row of each run of equal confidences (every distinct threshold), strictest first."""
+        return np.flatnonzero(np.r_[self.confidences[1:] != self.confidences[:-1], True])
 
     # -- storage: two arrays, in the file format the caller chooses (the run folder uses safetensors) --------
     def arrays(self) -> dict[str, np.ndarray]:

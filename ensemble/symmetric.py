@@ -81,8 +81,6 @@ class SymmetricModel:
     def _raw_contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, F + 1): the base model's contributions and, last, its bias."""
         est = self.estimator_
-        if hasattr(est, "fast_"):
-            return est.fast_.contributions(X)
         if hasattr(est, "booster_"):
             return np.asarray(est.booster_.predict(X, pred_contrib=True, num_threads=0), dtype=np.float64)
         if hasattr(est, "coef_"):
