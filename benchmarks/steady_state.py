@@ -13,7 +13,16 @@ import time
 
 import numpy as np
 
-from benchmarks.common import base_parser, machine, pool, rows_csv, save, setup_env, table, trained_run
+from benchmarks.common import (
+    base_parser,
+    machine,
+    pool,
+    rows_csv,
+    save,
+    setup_env,
+    table,
+    trained_run,
+)
 
 TARGET_ROWS_PER_S = 300_000
 
@@ -37,10 +46,10 @@ def stages(comparator, csv, out) -> dict[str, float]:
         for chunk in iter_triplet_chunks(csv):
             tick("read CSV", start)
             s = time.perf_counter()
-            margins, ref = comparator.member_margins(chunk)
+            margins, codes = comparator.member_margins(chunk)
             tick("image codes + margins", s)
             s = time.perf_counter()
-            x = comparator._inputs(margins, ref, chunk, False)
+            x = comparator._inputs(margins, codes, chunk, False)
             tick("ensemble inputs (membership, context)", s)
             s = time.perf_counter()
             comparator.ensemble.predict(x)
@@ -59,16 +68,14 @@ def floor(comparator, csv, out) -> float:
     """Read, look up every member's margins in its distance table, write: no model, no stacker."""
     import polars as pl
 
-    from ctxsim.embedding.distances import cosine_distance_table
     from ctxsim.data.triplets import iter_triplet_chunks
-    from ctxsim.schema import IMAGE_COLUMNS, PATH
+    from ctxsim.embedding.distances import cosine_distance_table
 
-    index = comparator._index
     tables = [cosine_distance_table(comparator._data[m]) for m in comparator.member_names]
     start = time.perf_counter()
     with open(out, "wb") as sink:
         for chunk in iter_triplet_chunks(csv):
-            r, a, b = (chunk[PATH[c]].replace_strict(index, return_dtype=pl.Int64).to_numpy() for c in IMAGE_COLUMNS)
+            r, a, b = comparator.triplet_codes(chunk).T
             cols = {f"m{i}": t[r, b] - t[r, a] for i, t in enumerate(tables)}
             chunk.select("ref", "a", "b").with_columns(pl.Series(k, v) for k, v in cols.items()).write_csv(
                 sink, include_header=sink.tell() == 0)
@@ -85,10 +92,10 @@ def main(argv=None) -> dict:
 
     import polars as pl
 
+    from ctxsim.compare.scoring import compare_files
+    from ctxsim.compare.trained import RunComparator
     from ctxsim.ensemble.compiled import BoosterPredictor
     from ctxsim.ensemble.features import stacking_features
-    from ctxsim.compare.trained import RunComparator
-    from ctxsim.compare.scoring import compare_files
 
     images, _ = pool(args.work)
     run = trained_run(args.work, args.members)
@@ -111,8 +118,8 @@ def main(argv=None) -> dict:
     # whole chunk (before), the same in row blocks, and the compiled trees in row blocks (now).
     chunk = pl.read_csv(csv, n_rows=min(args.rows, 1_000_000)).with_columns(
         *(pl.col(c).alias(f"_{c}_path") for c in ("ref", "a", "b")))
-    margins, ref = comparator.member_margins(chunk)
-    x = comparator._inputs(margins, ref, chunk, False)
+    margins, codes = comparator.member_margins(chunk)
+    x = comparator._inputs(margins, codes, chunk, False)
     combiner = comparator.ensemble.combiners["stacker"]
     fast = combiner.model_.estimator_.fast_
     booster, compiled = fast.booster, fast.predictor

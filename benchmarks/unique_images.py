@@ -36,17 +36,21 @@ def legacy_margins(emb, ref, a, b, table=None):
 
 def fill(comparator, n: int, seed: int = 0) -> list[str]:
     """Put ``n`` synthetic images into the comparator's index: every member's embedding and a membership."""
+    from ctxsim.compare.image_index import ImageIndex
     from ctxsim.embedding.distances import l2_normalize
 
     rng = np.random.default_rng(seed)
     dim = comparator.members.backbone.feature_dim
     paths = [f"/synthetic/{i:07d}.jpg" for i in range(n)]
     base = l2_normalize(rng.standard_normal((n, dim), dtype=np.float32))
-    comparator._index = {p: i for i, p in enumerate(paths)}
+    comparator._index = ImageIndex(paths)
     comparator._data = {m: l2_normalize(base + 0.3 * rng.standard_normal((n, dim), dtype=np.float32)) for m in comparator.member_names}
     k = len(comparator.contexts.names)
     logits = rng.standard_normal((n, k)).astype(np.float32)
     comparator._data["_membership"] = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    comparator._data["_centroid_similarity"] = rng.uniform(0.2, 0.9, (n, k)).astype(np.float32)
+    if comparator.known is not None:  # none of the synthetic images was seen in training
+        comparator._data["_seen"] = np.zeros(n, np.float32)
     comparator._tables.clear()
     comparator._packed = None
     return paths
@@ -71,29 +75,34 @@ def chunks(paths: list[str], rows: int, seed: int = 1):
 
 
 def time_predict(comparator, parts) -> float:
-    comparator.predict(parts[0].head(1000))  # tables / packed matrix / compiled stacker: built once, not timed
+    comparator.predict(parts[0])  # tables / packed matrix / compiled stacker (a chunk this large): built once, not timed
     start = time.perf_counter()
     for part in parts:
         comparator.predict(part)
     return time.perf_counter() - start
 
 
-def time_margins(comparator, parts, legacy: bool) -> float:
+def time_margins(comparator, parts, mode: str) -> float:
+    """Seconds for the margins of ``parts``: ``now`` (what predict does), ``float32`` (the packed kernel on
+    exact float32 embeddings) or ``legacy`` (the code before packed embeddings, on float32)."""
     from ctxsim.embedding import distances
-    from ctxsim.schema import IMAGE_COLUMNS, PATH
+    from ctxsim.embedding.packed import PackedEmbeddings
 
-    codes = [[comparator._codes(p[PATH[c]]) for c in IMAGE_COLUMNS] for p in parts]
-    if not legacy:
+    codes = [comparator.triplet_codes(p).T for p in parts]
+    large = len(comparator._index) > distances.MAX_TABLE_IMAGES
+    embs = {m: np.asarray(comparator._data[m], np.float32) for m in comparator.member_names} if mode != "now" else {}
+    packed = PackedEmbeddings(list(embs.values()), dtype=np.float32) if mode == "float32" and large else None
+    tables = {m: distances.cosine_distance_table(e) for m, e in embs.items()} if mode == "legacy" and not large else {}
+    if mode == "now":
         comparator.member_margins(parts[0].head(1000))
-    tables = {}
-    if legacy and len(comparator._index) <= distances.MAX_TABLE_IMAGES:
-        tables = {m: distances.cosine_distance_table(comparator._data[m]) for m in comparator.member_names}
     start = time.perf_counter()
     for ref, a, b in codes:
-        if legacy:
-            for m in comparator.member_names:
-                legacy_margins(comparator._data[m], ref, a, b, tables.get(m))
-        elif len(comparator._index) > distances.MAX_TABLE_IMAGES:
+        if mode == "legacy":
+            for m, e in embs.items():
+                legacy_margins(e, ref, a, b, tables.get(m))
+        elif packed is not None:
+            packed.margins(ref, a, b)
+        elif mode == "now" and large:
             comparator._packed_embeddings().margins(ref, a, b)
         else:
             for m in comparator.member_names:
@@ -143,12 +152,14 @@ def main(argv=None) -> dict:
         paths = fill(comparator, n)
         parts = chunks(paths, args.rows)
         predict_s = time_predict(comparator, parts)
-        new_margins_s = time_margins(comparator, parts, legacy=False)
+        new_margins_s = time_margins(comparator, parts, "now")
+        float32_s = time_margins(comparator, parts, "float32")
         legacy_parts = parts if n <= distances.MAX_TABLE_IMAGES else chunks(paths, args.legacy_rows)
-        legacy_s = time_margins(comparator, legacy_parts, legacy=True)
+        legacy_s = time_margins(comparator, legacy_parts, "legacy")
         legacy_rows = sum(p.height for p in legacy_parts)
         row = {"images": n, "rows": args.rows, "predict_s": round(predict_s, 2), "rows_per_s": round(args.rows / predict_s),
-               "margins_rows_per_s": round(args.rows / new_margins_s), "legacy_margins_rows_per_s": round(legacy_rows / legacy_s),
+               "margins_rows_per_s": round(args.rows / new_margins_s), "margins_float32_rows_per_s": round(args.rows / float32_s),
+               "legacy_margins_rows_per_s": round(legacy_rows / legacy_s),
                "margins_speedup": round((args.rows / new_margins_s) / (legacy_rows / legacy_s), 2),
                "path": "tables" if n <= distances.MAX_TABLE_IMAGES else "packed", "load": [round(x, 2) for x in os.getloadavg()]}
         rows.append(row)
@@ -156,7 +167,8 @@ def main(argv=None) -> dict:
     base = rows[0]["rows_per_s"]
     for r in rows:
         r["vs_170"] = round(r["rows_per_s"] / base, 3)
-    table(rows, ["images", "path", "rows_per_s", "vs_170", "margins_rows_per_s", "legacy_margins_rows_per_s", "margins_speedup"],
+    table(rows, ["images", "path", "rows_per_s", "vs_170", "margins_rows_per_s", "margins_float32_rows_per_s", "legacy_margins_rows_per_s",
+                 "margins_speedup"],
           title=f"predict rows/s vs unique images: {len(comparator.member_names)} members + stacker (target >= {TARGET_ROWS_PER_S:,} at 100k)")
     cache_rows = [cache_bench(n, comparator.members.backbone.feature_dim) for n in args.cache_images]
     table(cache_rows, ["images", "dim", "put_s", "put_per_s", "get_s", "get_per_s"], title="embedding cache (SQLite), batched")

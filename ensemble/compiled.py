@@ -10,7 +10,7 @@ lleaves cannot compile the model, the booster answers instead (and the log says 
 
 The object code is cached beside the embedding cache, keyed by the model text and the compiler and CPU,
 so a model is compiled once per machine (about a second for 150 trees). Large inputs are predicted in
-row blocks in threads (:mod:`ctxsim.ensemble.row_blocks`). Explanations of large inputs come from the
+row blocks in threads (:mod:`ctxsim.row_blocks`). Explanations of large inputs come from the
 model's cell tables (:mod:`ctxsim.ensemble.tree_contributions`), built on first use.
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ import numpy as np
 
 from ctxsim.embedding.cache import default_cache_dir
 from ctxsim.ensemble.explain import group_columns
-from ctxsim.ensemble.row_blocks import MIN_ROWS_PER_THREAD, prediction_threads
-from ctxsim.ensemble.tree_contributions import CACHE_SUBDIR, CellTables, cell_tables
+from ctxsim.ensemble.tree_contributions import CellTables, cell_tables
 from ctxsim.ensemble.trees import ZERO_THRESHOLD, TextModelError, TreeModel
+from ctxsim.native import CACHE_SUBDIR
+from ctxsim.row_blocks import MIN_ROWS_PER_THREAD, prediction_threads
 
 log = logging.getLogger(__name__)
 

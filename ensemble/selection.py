@@ -32,8 +32,8 @@ from ctxsim.ensemble.features import (
     swap_pairs,
 )
 from ctxsim.ensemble.inputs import EnsembleInputs
-from ctxsim.ensemble.row_blocks import in_blocks
 from ctxsim.ensemble.symmetric import LinearModel, SymmetricModel
+from ctxsim.row_blocks import in_blocks
 from ctxsim.schema import DECISION_THRESHOLD, GLOBAL, ZEROSHOT, margin_column
 
 log = logging.getLogger(__name__)

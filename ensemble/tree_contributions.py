@@ -10,7 +10,7 @@ contributions of one representative row per cell, tree by tree (``pred_contrib``
 the thresholds below each of its features (the cell) and add that cell's row of the table — work like a
 prediction's. The lookups are compiled per model to straight-line native code with llvmlite (already
 here for the compiled trees; no compiler on the machine), thresholds and columns as constants, and run in
-row blocks (:mod:`ctxsim.ensemble.row_blocks`). ``--explain`` needs only each member's and context's sum:
+row blocks (:mod:`ctxsim.row_blocks`). ``--explain`` needs only each member's and context's sum:
 :meth:`CellTables.grouped` adds a tree's columns of one group once, so a row adds fewer numbers.
 
 The tables are LightGBM's own numbers, added up tree by tree in the booster's order; LightGBM adds a
@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import hashlib
 import logging
 import os
 import struct
-import tempfile
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from ctxsim.embedding.cache import default_cache_dir
-from ctxsim.ensemble.row_blocks import each_block
 from ctxsim.ensemble.trees import ZERO_THRESHOLD, TreeModel
+from ctxsim.native import compile_ir
+from ctxsim.row_blocks import each_block
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,6 @@ MAX_CELLS = 4_000_000
 #: Thresholds of one (tree, feature) pair in the native code (one vector compare); a feature with more is
 #: split into several pairs of the same stride (the digit is the sum of their counts).
 PAIR_THRESHOLDS = 4
-#: Folder of the object code beside the embedding cache (shared with the compiled trees).
-CACHE_SUBDIR = "compiled"
 #: Largest difference from LightGBM's ``pred_contrib`` the self-check accepts (rounding of the sums).
 CHECK_TOLERANCE = 1e-9
 
@@ -99,46 +95,6 @@ def straight_line_ir(a: dict[str, np.ndarray], n_features: int, n_out: int) -> s
     return "\n".join(ir)
 
 
-def compile_ir(ir: str, cache_dir: str | os.PathLike | None = None):
-    """(execution engine, ctypes function) of ``cell_contributions`` in ``ir``, for this CPU, at -O2 (about
-    two seconds for 150 trees). The object code is cached in ``cache_dir/compiled`` (default: beside the
-    embedding cache), keyed by the IR, llvmlite and the CPU, so a model's lookups compile once per machine."""
-    import llvmlite
-    import llvmlite.binding as llvm
-
-    llvm.initialize()
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-    key = hashlib.sha256("\0".join((ir, llvmlite.__version__, llvm.get_process_triple(), cpu, features)).encode()).hexdigest()[:32]
-    folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / CACHE_SUBDIR
-    cached = folder / f"cells-{key}.o"
-    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=2)
-    if cached.exists():  # the object code alone: nothing to parse or optimise
-        module = llvm.parse_assembly("")
-    else:
-        module = llvm.parse_assembly(ir)
-        module.verify()
-        builder = llvm.create_pass_manager_builder()
-        builder.opt_level = 2
-        passes = llvm.create_module_pass_manager()
-        builder.populate(passes)
-        passes.run(module)
-    engine = llvm.create_mcjit_compiler(module, machine)
-
-    def save(_module, buffer: bytes) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:  # never a half-written file
-            tmp.write(buffer)
-        os.replace(tmp.name, cached)
-
-    engine.set_object_cache(save, lambda _module: cached.read_bytes() if cached.exists() else None)
-    engine.finalize_object()
-    ptr = ctypes.c_void_p
-    fn = ctypes.CFUNCTYPE(None, ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double)(engine.get_function_address("cell_contributions"))
-    return engine, fn
-
-
 class CellTables:
     """Per tree: the features it splits on, their distinct thresholds and one table row of contributions
     (its features' and its bias) per cell. ``contributions(X)`` equals ``pred_contrib`` (n, F + 1)."""
@@ -184,7 +140,10 @@ class CellTables:
         """The compiled lookups of these tables (compiled on first use, once)."""
         with self._lock:
             if self._native is None:
-                self._native = compile_ir(straight_line_ir(self._arrays, self.n_features, self.n_out), self.cache_dir)
+                ptr = ctypes.c_void_p
+                self._native = compile_ir(straight_line_ir(self._arrays, self.n_features, self.n_out), "cell_contributions",
+                                          (ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double),
+                                          self.cache_dir if self.cache_dir is not None else default_cache_dir(), "cells")
             return self._native[1]
 
     @staticmethod

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ctxsim.compare.image_index import ImageIndex
 from ctxsim.data.triplets import resolved_paths
 from ctxsim.embedding import distances
 from ctxsim.embedding.cache import EmbeddingCache, default_cache_dir
+from ctxsim.embedding.packed import PackedEmbeddings
 from ctxsim.retrieval import search as retrieval
 from ctxsim.schema import (
     ABSTAIN,
@@ -51,10 +53,10 @@ class Comparator(ABC):
 
         self.device, self.progress = device, progress
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir())
-        self._index: dict[str, int] = {}
+        self._index = ImageIndex()
         self._data: dict[str, np.ndarray] = {}  # per-image arrays (member embeddings, memberships), in index order
         self._tables: dict[str, np.ndarray] = {}
-        self._packed: distances.PackedEmbeddings | None = None  # past MAX_TABLE_IMAGES: all members in one matrix
+        self._packed: PackedEmbeddings | None = None  # past MAX_TABLE_IMAGES: all members in one matrix
 
     @property
     @abstractmethod
@@ -66,9 +68,9 @@ class Comparator(ABC):
         whatever else the comparator needs per image."""
 
     @abstractmethod
-    def _combine(self, margins: dict[str, np.ndarray], ref: np.ndarray, chunk: pl.DataFrame) -> tuple[np.ndarray, pl.Series, dict]:
-        """``p_a`` and the routed context for each row, from member margins and the reference index,
-        and any extra output columns (name -> values)."""
+    def _combine(self, margins: dict[str, np.ndarray], codes: np.ndarray, chunk: pl.DataFrame) -> tuple[np.ndarray, pl.Series, dict]:
+        """``p_a`` and the routed context for each row, from member margins and the rows' image codes
+        ((rows, 3): reference, A, B), and any extra output columns (name -> values)."""
 
     def fingerprint(self) -> str:
         """Identifies the model behind the answers (a resumed ``compare`` checks that it did not change)."""
@@ -80,15 +82,20 @@ class Comparator(ABC):
 
     # -- image index ----------------------------------------------------------------------------------
     def _codes(self, paths: pl.Series) -> np.ndarray:
-        new = [p for p in paths.unique(maintain_order=True).to_list() if p not in self._index]
-        if new:
-            fresh = self._image_data(new)
-            for key, arr in fresh.items():
-                self._data[key] = np.concatenate([self._data[key], arr]) if key in self._data else arr
-            self._index.update({p: len(self._index) + i for i, p in enumerate(new)})
-            self._tables.clear()
-            self._packed = None
-        return paths.replace_strict(self._index, return_dtype=pl.Int64).to_numpy()
+        """Each path's row in the per-image arrays; images not seen before are embedded first."""
+        return self._index.codes(paths, self._add_images)
+
+    def _add_images(self, paths: list[str]) -> None:
+        fresh = self._image_data(paths)
+        for key, arr in fresh.items():
+            self._data[key] = np.concatenate([self._data[key], arr]) if key in self._data else arr
+        self._tables.clear()
+        self._packed = None
+
+    def triplet_codes(self, chunk: pl.DataFrame) -> np.ndarray:
+        """(rows, 3) codes of a resolved chunk's reference, A and B images (one lookup for all three)."""
+        paths = pl.concat([chunk[PATH[c]] for c in IMAGE_COLUMNS])
+        return self._codes(paths).reshape(len(IMAGE_COLUMNS), chunk.height).T
 
     def prepare(self, paths: Sequence[str]) -> None:
         """Embed ``paths`` (resolved image paths) now, in this order, as one batch.
@@ -107,25 +114,26 @@ class Comparator(ABC):
         return self._tables[member]
 
     def member_margins(self, chunk: pl.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every member's margin per row of a resolved chunk, and the reference indices."""
-        ref, a, b = (self._codes(chunk[PATH[c]]) for c in IMAGE_COLUMNS)
+        """Every member's margin per row of a resolved chunk, and the rows' image codes (:meth:`triplet_codes`)."""
+        codes = self.triplet_codes(chunk)
+        ref, a, b = codes.T
         if len(self._index) > distances.MAX_TABLE_IMAGES:
             both = self._packed_embeddings().margins(ref, a, b)
-            return {m: np.ascontiguousarray(both[:, i]) for i, m in enumerate(self.member_names)}, ref
+            return {m: np.ascontiguousarray(both[:, i]) for i, m in enumerate(self.member_names)}, codes
         out = {m: distances.margins(self._data[m], ref, a, b, self._table(m)) for m in self.member_names}
-        return out, ref
+        return out, codes
 
-    def _packed_embeddings(self) -> distances.PackedEmbeddings:
+    def _packed_embeddings(self) -> PackedEmbeddings:
         if self._packed is None:
-            self._packed = distances.PackedEmbeddings([self._data[m] for m in self.member_names])
+            self._packed = PackedEmbeddings([self._data[m] for m in self.member_names], dtype=distances.PACKED_DTYPE)
             self._data.update(zip(self.member_names, self._packed.views()))  # one copy of the embeddings in memory
         return self._packed
 
     # -- scoring --------------------------------------------------------------------------------------
     def predict(self, chunk: pl.DataFrame, *, margins: bool = False) -> pl.DataFrame:
         """The chunk with ``context``, ``p_a``, ``pred``, ``correct`` (when labelled) and ``margin_*``."""
-        member_margins, ref = self.member_margins(chunk)
-        p_a, context, extra = self._combine(member_margins, ref, chunk)
+        member_margins, codes = self.member_margins(chunk)
+        p_a, context, extra = self._combine(member_margins, codes, chunk)
         pred = np.where(p_a >= DECISION_THRESHOLD, LABEL_A, LABEL_B)
         if ANSWERED in extra:  # selective answers: ``pred`` abstains where not answered, ``pred_raw`` keeps the choice
             extra = {PRED_RAW: pred, **extra}
@@ -161,7 +169,7 @@ class Comparator(ABC):
         if not len(paths):
             return np.zeros((0, 0), np.float32)
         codes = self._codes(paths)  # first: embedding new images replaces the arrays in self._data
-        return self._data[member][codes]
+        return self._data[member][codes].astype(np.float32)  # packed embeddings of a large pool are float16
 
     def member_embeddings(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
         """Every member's normalised embedding of ``paths`` (resolved image paths), one row per path, not

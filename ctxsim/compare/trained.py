@@ -29,9 +29,7 @@ from ctxsim.schema import (
     ANSWERED,
     CONTEXT_SIMILARITY,
     DEFAULT_DELTA,
-    IMAGE_COLUMNS,
     OUT_OF_CONTEXT,
-    PATH,
     PRED_RAW,
     WHY,
     WHY_TOP,
@@ -112,7 +110,7 @@ class RunComparator(Comparator):
         weight = np.ones(scored.height)
         if {"votes_a", "votes_b"} <= set(scored.columns):  # tied votes have no right answer
             weight[(scored["votes_a"] == scored["votes_b"]).fill_null(False).to_numpy()] = 0.0
-        seen = plain._seen(df)
+        seen = plain._seen(plain.triplet_codes(df))
         return SelectiveCalibration.from_predictions(scored["p_a"].to_numpy(), (scored["label"] == "A").to_numpy(), weight,
                                                      groups=scored["ref"].to_numpy(), regimes=None if seen is None else regime_of(seen))
 
@@ -147,8 +145,8 @@ class RunComparator(Comparator):
         """Why the run answers as it does on one triplet: ``p_a``, the contributions of each member and
         context (``groups``) and of each feature, their ``unit``, ``bias`` and ``total``, and ``why``."""
         row = pl.DataFrame({"ref": [str(ref)], "a": [str(a)], "b": [str(b)]}).with_columns(resolved_paths(None))
-        margins, ref_index = self.member_margins(row)
-        x = self._inputs(margins, ref_index, row, self.ensemble.needs_embeddings)
+        margins, codes = self.member_margins(row)
+        x = self._inputs(margins, codes, row, self.ensemble.needs_embeddings)
         context = self.contexts.names[int(x.membership[0].argmax())]
         return {"p_a": float(self.ensemble.predict(x)[0]), "context": context, **self.ensemble.explain(x).row(0, WHY_TOP)}
 
@@ -161,7 +159,8 @@ class RunComparator(Comparator):
             data[_SEEN] = self.known.flags([file_digest(p) for p in paths])
         return data
 
-    def _inputs(self, margins: dict, ref: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
+    def _inputs(self, margins: dict, codes: np.ndarray, chunk: pl.DataFrame, with_embeddings: bool) -> EnsembleInputs:
+        ref = codes[:, 0]
         membership = self._data[_MEMBERSHIP][ref]
         if "context" in chunk.columns:  # a declared, known context overrides the soft routing
             known = {n: i for i, n in enumerate(self.contexts.names)}
@@ -169,18 +168,18 @@ class RunComparator(Comparator):
             rows = np.flatnonzero(declared >= 0)
             membership = membership.copy()
             membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
-        emb = self._data[ZEROSHOT][ref] if with_embeddings else None
+        emb = self._data[ZEROSHOT][ref].astype(np.float32) if with_embeddings else None  # float16 in a large pool
         return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref,
-                              self._seen(chunk))
+                              self._seen(codes))
 
-    def _seen(self, chunk: pl.DataFrame) -> np.ndarray | None:
-        """(n, 3) seen_ref, seen_a, seen_b of embedded rows, from the run's training digests (None: a run without them)."""
-        if self.known is None:
-            return None
-        return np.column_stack([self._data[_SEEN][self._codes(chunk[PATH[c]])] for c in IMAGE_COLUMNS])
+    def _seen(self, codes: np.ndarray) -> np.ndarray | None:
+        """(n, 3) seen_ref, seen_a, seen_b of rows' image codes, from the run's training digests (None: a run
+        without them)."""
+        return None if self.known is None else self._data[_SEEN][codes]
 
-    def _combine(self, margins, ref, chunk):
-        x = self._inputs(margins, ref, chunk, self.ensemble.needs_embeddings or self.baselines)
+    def _combine(self, margins, codes, chunk):
+        ref = codes[:, 0]
+        x = self._inputs(margins, codes, chunk, self.ensemble.needs_embeddings or self.baselines)
         routed = x.membership.argmax(axis=1)
         similarity = self._data[_CENTROID_SIMILARITY][ref, routed]  # per image, computed once
         context = pl.Series(np.asarray(self.contexts.names, dtype=object)[routed], dtype=pl.String)

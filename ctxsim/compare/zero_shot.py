@@ -27,7 +27,7 @@ class ZeroShotComparator(Comparator):
         feats = embed_images(paths, self.backbone, self.cache, device=self.device, progress=self.progress)
         return {ZEROSHOT: distances.l2_normalize(feats)}
 
-    def _combine(self, margins, ref, chunk):
+    def _combine(self, margins, codes, chunk):
         context = chunk["context"].fill_null(DEFAULT_CONTEXT) if "context" in chunk.columns else pl.Series([DEFAULT_CONTEXT] * chunk.height)
         return sigmoid(ZERO_SHOT_SCALE * margins[ZEROSHOT]), context, {}
 

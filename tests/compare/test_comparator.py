@@ -27,7 +27,7 @@ class HandMade(Comparator):
         self.embedded += paths
         return {"m": np.array([VECTORS[p.rsplit("/", 1)[-1]] for p in paths], dtype=np.float32)}
 
-    def _combine(self, margins, ref, chunk):
+    def _combine(self, margins, codes, chunk):
         return sigmoid(margins["m"]), pl.Series([DEFAULT_CONTEXT] * chunk.height), {}
 
 
@@ -74,8 +74,8 @@ def test_fingerprint_names_the_model():
 
 
 def test_past_the_table_limit_margins_come_from_packed_embeddings(monkeypatch):
-    """More unique images than MAX_TABLE_IMAGES: the same margins (to float tolerance) without tables,
-    and the members' arrays become views of the one packed matrix."""
+    """More unique images than MAX_TABLE_IMAGES: the same margins without tables, to float16 rounding (the
+    packed matrix holds each value to 11 significant bits), and the members' arrays become views of it."""
     from ctxsim.embedding import distances
 
     rows = [("r", "near", "far"), ("r", "far", "opposite"), ("near", "opposite", "r"), ("far", "far", "near")] * 3
@@ -83,6 +83,10 @@ def test_past_the_table_limit_margins_come_from_packed_embeddings(monkeypatch):
     monkeypatch.setattr(distances, "MAX_TABLE_IMAGES", 2)
     comparator = HandMade()
     got = comparator.score(frame(*rows), margins=True)[margin_column("m")].to_numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got, expected, atol=2 * 2.0 ** -11)
+    assert not np.array_equal(got, expected)  # the float16 path, not the tables
     assert not comparator._tables and np.shares_memory(comparator._data["m"], comparator._packed.matrix)
-    np.testing.assert_allclose(comparator.embed(["far"], member="m"), [VECTORS["far"]])
+    assert comparator._packed.matrix.dtype == np.float16
+    embedded = comparator.embed(["far", "near"], member="m")
+    assert embedded.dtype == np.float32
+    np.testing.assert_allclose(embedded, [VECTORS["far"], VECTORS["near"]], atol=2.0 ** -11)

@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 
 from ctxsim.ensemble import compiled
-from ctxsim.ensemble.compiled import BoosterPredictor, CompiledPredictor, FastBooster, compiled_predictor
-from ctxsim.ensemble.selection import StackerCombiner
+from ctxsim.ensemble.compiled import (
+    BoosterPredictor,
+    CompiledPredictor,
+    FastBooster,
+    compiled_predictor,
+)
 from ctxsim.ensemble.inputs import EnsembleInputs
+from ctxsim.ensemble.selection import StackerCombiner
 from ctxsim.ensemble.stackers import LGBM_PARAMS
 from ctxsim.ensemble.symmetric import SymmetricModel
 

@@ -13,6 +13,7 @@ from ctxsim.ensemble.features import stacking_features
 from ctxsim.ensemble.selection import StackerCombiner
 from ctxsim.ensemble.tree_contributions import CellTables, cell_tables
 from ctxsim.ensemble.trees import TreeModel
+from ctxsim.native import CACHE_SUBDIR
 from tests.ensemble.test_compiled import (
     N_CONTEXTS,
     N_MEMBERS,
@@ -141,7 +142,7 @@ def test_compiled_lookups_are_cached_and_reused(booster, tmp_path, monkeypatch):
 
     trees, check = TreeModel(booster.model_to_string()), compiled.check_rows(booster)
     first = cell_tables(trees, booster, check, tmp_path)
-    objects = list((tmp_path / tree_contributions.CACHE_SUBDIR).glob("cells-*.o"))
+    objects = list((tmp_path / CACHE_SUBDIR).glob("cells-*.o"))
     assert len(objects) == 1 and objects[0].stat().st_size > 0
 
     def no_optimising(*args, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctxsim.ensemble.row_blocks import each_block, in_blocks
+from ctxsim.row_blocks import each_block, in_blocks
 
 
 @pytest.mark.parametrize("n, block, threads", [(0, 4, 2), (3, 4, 2), (10, 4, 1), (10, 4, 2), (1001, 64, 3)])
