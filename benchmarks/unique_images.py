@@ -4,9 +4,10 @@ embeddings, 8 members + the LightGBM stacker (``python -m benchmarks.unique_imag
 The trained 8-member run (benchmarks.common.trained_run) is loaded; its image index is filled with
 synthetic normalised embeddings (the backbone's dimension, every member) and soft context memberships
 for N fake paths, so nothing is decoded or embedded: what is timed is ``comparator.predict`` on chunks
-of 100k rows (image codes, margins of 8 members, ensemble inputs, stacker, output columns). Baselines in
-the same run: margins the way they were computed before (distance tables up to 4096 images, per-row
-gathered dot products past that), and the margins step alone. Also the embedding cache (SQLite):
+of 100k rows (image codes, margins of 8 members, ensemble inputs, stacker, output columns). Also the
+margins step alone, and baselines in the same run: the packed kernel on exact float32 embeddings (what
+float16 storage buys), and margins the way they were computed before packed embeddings (distance tables up
+to 4096 images, per-row gathered dot products past that). Also the embedding cache (SQLite):
 ``put_many`` / ``get_many`` of 10^5 (and ``--cache-images``) vectors.
 
 Writes ``benchmarks/results/unique_images.json``.
