@@ -169,7 +169,7 @@ class Comparator(ABC):
         if not len(paths):
             return np.zeros((0, 0), np.float32)
         codes = self._codes(paths)  # first: embedding new images replaces the arrays in self._data
-        return self._data[member][codes].astype(np.float32)  # packed embeddings of a large pool are float16
+        return self._data[member][codes].astype(np.float32, copy=False)  # packed embeddings of a large pool are float16
 
     def member_embeddings(self, paths: Sequence[str]) -> dict[str, np.ndarray]:
         """Every member's normalised embedding of ``paths`` (resolved image paths), one row per path, not

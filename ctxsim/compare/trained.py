@@ -168,7 +168,7 @@ class RunComparator(Comparator):
             rows = np.flatnonzero(declared >= 0)
             membership = membership.copy()
             membership[rows] = np.eye(len(known), dtype=membership.dtype)[declared[rows]]
-        emb = self._data[ZEROSHOT][ref].astype(np.float32) if with_embeddings else None  # float16 in a large pool
+        emb = self._data[ZEROSHOT][ref].astype(np.float32, copy=False) if with_embeddings else None  # float16 in a large pool
         return EnsembleInputs(np.column_stack([margins[n] for n in self.member_names]), membership, self.member_names, emb, ref,
                               self._seen(codes))
 

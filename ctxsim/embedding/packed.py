@@ -95,10 +95,10 @@ class PackedEmbeddings:
         if self.dtype not in IR_TYPES:
             raise ValueError(f"packed embeddings are float32 or float16, not {self.dtype}")
         self.dims = [int(e.shape[1]) for e in embeddings]
-        padded = [-(-d // LANES) * LANES for d in self.dims]
-        self.offsets = np.cumsum([0, *padded[:-1]]).astype(np.intp)
+        self._padded = tuple(-(-d // LANES) * LANES for d in self.dims)
+        self.offsets = np.cumsum([0, *self._padded[:-1]]).astype(np.intp)
         n = len(embeddings[0]) if embeddings else 0
-        self.matrix = np.zeros((n, int(sum(padded))), self.dtype)
+        self.matrix = np.zeros((n, int(sum(self._padded))), self.dtype)
         for e, o, d in zip(embeddings, self.offsets, self.dims):
             self.matrix[:, o: o + d] = e
 
@@ -112,20 +112,19 @@ class PackedEmbeddings:
     def margins(self, ref: np.ndarray, a: np.ndarray, b: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """(rows, members) float32 margins ``r . a - r . b`` = ``d(R,B) - d(R,A)``."""
         ref, a, b = (np.asarray(x, dtype=np.int64) for x in (ref, a, b))
+        if not len(ref) == len(a) == len(b):
+            raise ValueError("ref, a and b must have the same length")
         n = len(ref)
         out = np.empty((n, len(self.dims)), np.float32)
         if n == 0 or not self.dims:
             return out
-        if not len(ref) == len(a) == len(b):
-            raise ValueError("ref, a and b must have the same length")
         for x in (ref, a, b):
             if x.min() < -len(self) or x.max() >= len(self):
                 raise IndexError(f"image index out of range for {len(self)} images")
         # numpy's negative indices; the kernel reads the arrays, so they must be contiguous int64
         ref, a, b = (np.ascontiguousarray(np.where(x < 0, x + len(self), x)) for x in (ref, a, b))
         order = np.argsort(ref, kind="stable").astype(np.int64)  # same reference, neighbouring rows: its row stays in cache
-        kernel = _kernel(IR_TYPES[self.dtype], tuple(map(int, self.offsets)), tuple(-(-d // LANES) * LANES for d in self.dims),
-                         self.matrix.shape[1])
+        kernel = _kernel(IR_TYPES[self.dtype], tuple(map(int, self.offsets)), self._padded, self.matrix.shape[1])
         pointers = [x.ctypes.data for x in (ref, a, b, self.matrix, out)]
 
         def block(start: int, stop: int) -> None:
