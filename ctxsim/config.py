@@ -24,6 +24,9 @@ from ctxsim.members.config import MemberConfig
 #: Extra views of a default run: the middle layer of the backbone and EfficientNet-Lite1 (what the
 #: accuracy benchmark, benchmarks/accuracy.py, showed to help on new images).
 DEFAULT_VIEWS = ("mid", "efficientnet_lite1")
+#: Triplet folds of a default run: known-image out-of-fold margins for the stacker (with member.memory,
+#: +1.2 points on known shoe triplets in benchmarks/accuracy.py; 2 folds keep training under 5 minutes).
+DEFAULT_TRIPLET_FOLDS = 2
 
 
 @dataclass
@@ -35,7 +38,7 @@ class TrainConfig:
     folds: int = 5  # image folds: out-of-fold margins and image-grouped validation of the combiner
     # Triplet folds (ctxsim/train/regimes.py): a second set of out-of-fold margins over row folds, where
     # images stay known, and seen_* features for the stacker. 0: off (image folds only).
-    triplet_folds: int = 0
+    triplet_folds: int = DEFAULT_TRIPLET_FOLDS
     contexts: ContextConfig = field(default_factory=ContextConfig)
     member: MemberConfig = field(default_factory=MemberConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)

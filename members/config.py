@@ -37,6 +37,7 @@ class MemberConfig:
     context_init: str = GLOBAL_INIT
     pull: float = 1.0
     # Known images (members/memory.py): the primary view's global member also learns a per-image offset
-    # for its training images (zero for any other image), L2-penalised with memory_l2.
-    memory: bool = False
+    # for its training images (zero for any other image), L2-penalised with memory_l2. On by default:
+    # it is what moves known-image accuracy (benchmarks/README.md, "Known images").
+    memory: bool = True
     memory_l2: float = MEMORY_L2

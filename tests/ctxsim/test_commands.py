@@ -12,6 +12,7 @@ import pytest
 import ctxsim
 from ctxsim.cli import main
 from ctxsim.config import load_config
+from ctxsim.ensemble.features import REGIME_GROUP
 from ctxsim.ensemble.selective import SelectiveCalibration, confidence
 from ctxsim.run_folder import RunFolder
 from ctxsim.train.pipeline import train_run
@@ -145,7 +146,8 @@ def test_bad_trust_options_exit_2_with_one_line(trained, tmp_path, capsys, flags
 def test_explain_names_members_and_full_contributions_add_up(trained, tmp_path, capsys):
     code, scored = compare(trained, tmp_path, "--explain=full", "--report", str(tmp_path / "rep"))
     assert code == 0, capsys.readouterr().err
-    members = set(json.loads((trained["run"] / "run.json").read_text())["members"]) | {"membership:blue", "membership:red"}
+    # groups: members, contexts' memberships and (with triplet folds, the default) the seen_* regime features
+    members = set(json.loads((trained["run"] / "run.json").read_text())["members"]) | {"membership:blue", "membership:red", REGIME_GROUP}
     for why in scored["why"]:
         parts = why.split("; ")
         assert 1 <= len(parts) <= 3 and all(p.rsplit(" ", 1)[0] in members for p in parts)
