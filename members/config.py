@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from ctxsim.schema import HEAD_KIND
 
 GLOBAL_INIT, ZEROSHOT_INIT = "global", "zeroshot"
+REFIT_NONE, REFIT_RUN, REFIT_ALL = "none", "run", "all"
+REFIT_CHOICES = (REFIT_NONE, REFIT_RUN, REFIT_ALL)
+MEMORY_PRIMARY, MEMORY_ALL = "primary", "all"
 #: L2 penalty on a member's per-image offsets (members/memory.py): ``memory_l2 x sum ||o_i||^2``.
 MEMORY_L2 = 3e-3
 
@@ -28,6 +31,10 @@ class MemberConfig:
     patience: int = 3
     val_fraction: float = 0.2  # share of images held out for early stopping
     min_val_triplets: int = 20
+    # Head members: after early stopping, train a fresh head on all their triplets (the validation images'
+    # too: about half the rows at val_fraction 0.2) for the number of epochs it chose. "run" (default): the
+    # run's members, not their out-of-fold copies; "all": the copies too; "none": off. See benchmarks/README.md.
+    refit: str = REFIT_RUN
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_targets: list[str] = field(default_factory=list)  # empty: the backbone's default (Backbone.lora_targets)
@@ -41,3 +48,9 @@ class MemberConfig:
     # it is what moves known-image accuracy (benchmarks/README.md, "Known images").
     memory: bool = True
     memory_l2: float = MEMORY_L2
+    memory_views: str = MEMORY_PRIMARY  # whose global member has memory: "primary" view's, or "all" views'
+
+    def __post_init__(self):
+        for name, choices in (("refit", REFIT_CHOICES), ("memory_views", (MEMORY_PRIMARY, MEMORY_ALL))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"member.{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")

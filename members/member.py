@@ -32,23 +32,37 @@ def _split(triplets: Triplets, cfg: MemberConfig, seed: int) -> tuple[Triplets, 
 
 
 def train_head(features: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0, desc: str = "head",
-               progress: bool = True, init: dict[str, torch.Tensor] | None = None) -> tuple[ResidualHead, dict]:
+               progress: bool = True, init: dict[str, torch.Tensor] | None = None,
+               refit: bool = False) -> tuple[ResidualHead, dict]:
     """A residual MLP head on frozen features (rows of ``features`` are the image table).
 
-    ``init``: start from these weights (a global member's) and pull toward them with ``cfg.pull``."""
-    torch.manual_seed(seed)
-    head = ResidualHead(features.shape[1], cfg.hidden)
+    ``init``: start from these weights (a global member's) and pull toward them with ``cfg.pull``.
+    ``refit``: after early stopping, train a fresh head on all of ``triplets`` for the epochs it chose."""
+    def fresh_head() -> ResidualHead:
+        torch.manual_seed(seed)
+        head = ResidualHead(features.shape[1], cfg.hidden)
+        if init is not None:
+            head.load_state_dict(split_memory(init)[0])  # a global member's memory is its own
+        return head
+
+    head = fresh_head()
     penalty = None
     if init is not None:
-        head.load_state_dict(split_memory(init)[0])  # a global member's memory is its own
         anchor = [p.detach().clone() for p in head.parameters()]
 
-        def penalty():
+        def penalty():  # reads ``head`` when called: the refit's head once it exists
             return cfg.pull * sum(((p - a) ** 2).sum() for p, a in zip(head.parameters(), anchor))
 
     train, val = _split(triplets, cfg, seed)
     history = fit(head, lambda idx: head(features[idx]), train, val, cfg, seed=seed, desc=desc, progress=progress,
                   penalty=penalty)
+    if refit and val is not triplets:
+        # Early stopping held out a share of the images, and with them every triplet naming one (about half
+        # the rows at 20%): train again on all triplets for the number of epochs it chose.
+        head = fresh_head()
+        again = fit(head, lambda idx: head(features[idx]), triplets, None, cfg, seed=seed, desc=f"{desc} refit",
+                    progress=progress, penalty=penalty, epochs=history["best_epoch"])
+        history["refit"] = {"triplets": len(triplets), "train_loss": again["train_loss"]}
     return head, history
 
 

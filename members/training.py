@@ -22,9 +22,6 @@ from ctxsim.members.losses import LOSSES
 log = logging.getLogger(__name__)
 
 
-
-
-
 @dataclass
 class Triplets:
     """Triplets as indices into an image table; ``y`` is +1 when A is closer, -1 when B is."""
@@ -85,11 +82,13 @@ def fit(
     desc: str = "member",
     progress: bool = True,
     penalty: Callable[[], torch.Tensor] | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Train ``module``'s parameters so that ``embed(image indices)`` orders triplets like people do.
 
     Keeps the parameters of the epoch with the best validation accuracy (epoch 0: untrained).
-    Returns the training history.
+    ``val`` None: no validation, exactly ``epochs`` epochs (a refit on all triplets for the
+    number of epochs early stopping chose). Returns the training history.
     """
     from tqdm import tqdm
 
@@ -106,13 +105,15 @@ def fit(
 
     # Modules stay in the mode the caller set: a LoRA backbone keeps its batch-norm statistics frozen.
     def validate() -> float:
+        if val is None:
+            return float("nan")
         with torch.no_grad():
             delta = _margins(embed, val, np.arange(len(val))).numpy()
         return accuracy(delta, val.y, val.weight)
 
     best_acc, best_state, best_epoch, stale = validate(), copy.deepcopy(module.state_dict()), 0, 0
     history = {"val_accuracy": [best_acc], "train_loss": [], "best_epoch": 0}
-    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=bar_disabled(progress), leave=False)
+    bar = tqdm(range(1, (cfg.epochs if epochs is None else epochs) + 1), desc=desc, unit="epoch", disable=bar_disabled(progress), leave=False)
     for epoch in bar:
         order = rng.permutation(len(train))
         steps = min(cfg.max_steps_per_epoch, max(1, -(-len(order) // cfg.batch_size)))
@@ -133,13 +134,16 @@ def fit(
         history["train_loss"].append(float(np.mean(losses)))
         history["val_accuracy"].append(acc)
         bar.set_postfix(val_acc=f"{acc:.3f}")
-        if acc > best_acc:
+        if val is None:  # a refit: the last epoch is the one kept
+            best_state, best_epoch = None, epoch
+        elif acc > best_acc:
             best_acc, best_state, best_epoch, stale = acc, copy.deepcopy(module.state_dict()), epoch, 0
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
-    module.load_state_dict(best_state)
+    if best_state is not None:
+        module.load_state_dict(best_state)
     history.update(best_epoch=best_epoch, best_val_accuracy=best_acc)
     log.debug("%s: best epoch %d, validation accuracy %.4f", desc, best_epoch, best_acc)
     return history

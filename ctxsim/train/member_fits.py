@@ -10,6 +10,7 @@ from ctxsim.config import TrainConfig
 from ctxsim.data.images import file_digest
 from ctxsim.embedding.cache import preprocess_images
 from ctxsim.members.backbones import create_backbone
+from ctxsim.members.config import REFIT_ALL, REFIT_RUN
 from ctxsim.members.inference import MemberSpec
 from ctxsim.members.member import (
     head_state,
@@ -47,14 +48,23 @@ class MemberTrainer:
             self._pixels = preprocess_images(self.paths, create_backbone(self.cfg.backbone, pretrained=False).preprocess)
         return self._pixels
 
-    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str, init: dict | None = None) -> tuple[dict, np.ndarray, dict]:
-        """(weights, the image table's embeddings, history); ``init``: a head's starting weights."""
+    def fit(self, job: FitJob) -> tuple[dict, np.ndarray, dict]:
+        """One fit job: (weights, the image table's embeddings, history)."""
+        refit = self.cfg.member.refit
+        refit = refit == REFIT_ALL or (refit == REFIT_RUN and job.fold is None)
+        return self.train(job.spec, job.triplets, job.seed, job.desc, init=job.init, refit=refit)
+
+    def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str, init: dict | None = None,
+              refit: bool = False) -> tuple[dict, np.ndarray, dict]:
+        """(weights, the image table's embeddings, history); ``init``: a head's starting weights; ``refit``: see
+        :func:`~ctxsim.members.member.train_head`."""
         import torch
 
         mcfg = self.cfg.member
         if spec.kind == HEAD_KIND:
             features = self.features[spec.view]
-            head, history = train_head(features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress, init=init)
+            head, history = train_head(features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress, init=init,
+                                       refit=refit)
             with torch.no_grad():
                 emb = head(features)
             state = head_state(head)

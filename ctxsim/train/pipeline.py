@@ -26,7 +26,7 @@ from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.backbones import create_backbone, create_view
-from ctxsim.members.config import GLOBAL_INIT
+from ctxsim.members.config import GLOBAL_INIT, MEMORY_ALL
 from ctxsim.members.inference import MemberSpec
 from ctxsim.members.training import Triplets
 from ctxsim.members.views import View, member_name
@@ -151,7 +151,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
         for job in batch:
             job.init = _initial_weights(job, fitted, views[0], cfg)
         if trainer is not None:
-            results = ((job, trainer.train(job.spec, job.triplets, job.seed, job.desc, init=job.init)) for job in batch)
+            results = ((job, trainer.fit(job)) for job in batch)
         else:
             results = fit_members_ray(batch, cfg, features, paths, device=device, address=ray)
         for job, (state, emb, history) in tqdm(results, total=len(batch), desc="members", unit="fit", disable=bar_disabled(progress)):
@@ -243,7 +243,7 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
         options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
         name = lambda base: member_name(base, view, views[0])  # noqa: E731
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
-        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=m.memory and kind == HEAD_KIND and view == views[0]))
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)))
         specs += [MemberSpec(name(context_member_name(c)), kind, c, **options, view=view.spec) for c in own_contexts]
     return specs
 

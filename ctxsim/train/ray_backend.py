@@ -21,7 +21,7 @@ def _fit_task(cfg, features, paths, job, device):
     elif device.startswith("cuda"):
         device = "cpu"  # a task without a GPU of its own
     trainer = MemberTrainer(cfg, features, paths, device, progress=False)
-    return trainer.train(job.spec, job.triplets, job.seed, job.desc, init=job.init)
+    return trainer.fit(job)
 
 
 def fit_members_ray(jobs, cfg, features, paths, *, device: str = "cpu", address: str | None = AUTO) -> Iterator[tuple]:

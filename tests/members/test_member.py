@@ -55,17 +55,22 @@ def test_split_holds_out_images_and_falls_back_when_validation_is_too_small():
     assert train is t and val is t
 
 
-def test_train_head_learns_on_held_out_images():
-    """Judgements follow the first two feature dimensions; ten noise dimensions mislead the zero-shot
-    cosine. The head's validation accuracy (triplets naming held-out images) must rise clearly."""
+def signal_in_noise(n: int = 40) -> tuple[torch.Tensor, Triplets, MemberConfig]:
+    """Judgements follow the first two of twelve feature dimensions; a fifth of all triplets."""
     rng = np.random.default_rng(0)
-    n = 40
     signal = rng.normal(size=(n, 2))
     feats = torch.as_tensor(np.hstack([signal, 1.5 * rng.normal(size=(n, 10))]), dtype=torch.float32)
     truth = l2_normalize(signal)
     t = all_triplets(n, lambda r, a, b: np.sign(margins(truth, r, a, b)))
     t = t.subset(np.random.default_rng(1).random(len(t)) < 0.2)
     cfg = MemberConfig(hidden=32, epochs=25, lr=1e-2, batch_size=1024, max_steps_per_epoch=4, val_fraction=0.25, patience=5)
+    return feats, t, cfg
+
+
+def test_train_head_learns_on_held_out_images():
+    """Judgements follow the first two feature dimensions; ten noise dimensions mislead the zero-shot
+    cosine. The head's validation accuracy (triplets naming held-out images) must rise clearly."""
+    feats, t, cfg = signal_in_noise()
     head, history = train_head(feats, t, cfg, seed=0, progress=False)
     assert isinstance(head, ResidualHead) and head.fc1.out_features == 32
     assert history["best_val_accuracy"] >= history["val_accuracy"][0] + 0.1, history["val_accuracy"]
@@ -73,6 +78,21 @@ def test_train_head_learns_on_held_out_images():
         trained = margins(head(feats).numpy(), t.ref, t.a, t.b)
     zero_shot = margins(l2_normalize(feats.numpy()), t.ref, t.a, t.b)
     assert np.mean(np.sign(trained) == t.y) > np.mean(np.sign(zero_shot) == t.y) + 0.1
+
+
+def test_refit_trains_a_fresh_head_on_every_triplet_for_the_chosen_epochs():
+    """The refit sees the validation images' triplets too: it must order them better than the early-stopped
+    head that never trained on them, after exactly as many epochs as early stopping chose."""
+    feats, t, cfg = signal_in_noise()
+    stopped, history = train_head(feats, t, cfg, seed=0, progress=False)
+    refitted, refit_history = train_head(feats, t, cfg, seed=0, progress=False, refit=True)
+    assert "refit" not in history and history["best_epoch"] > 0
+    assert len(refit_history["refit"]["train_loss"]) == refit_history["best_epoch"] == history["best_epoch"]
+    assert refit_history["refit"]["triplets"] == len(t)
+    _, val = _split(t, cfg, seed=0)
+    with torch.no_grad():
+        on_val = [np.mean(np.sign(margins(h(feats).numpy(), val.ref, val.a, val.b)) == val.y) for h in (stopped, refitted)]
+    assert on_val[1] > on_val[0], on_val
 
 
 def test_head_members_save_and_evaluate_together(tmp_path, images, tiny):

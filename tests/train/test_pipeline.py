@@ -83,8 +83,8 @@ def test_out_of_fold_margins_are_really_out_of_fold(tmp_path, monkeypatch):
         folds_seen.append(original_folds(*args))
         return folds_seen[-1]
 
-    def spy_train(self, spec, triplets, seed, desc, init=None):
-        result = original_train(self, spec, triplets, seed, desc, init=init)
+    def spy_train(self, spec, triplets, seed, desc, init=None, refit=False):
+        result = original_train(self, spec, triplets, seed, desc, init=init, refit=refit)
         calls.append((spec.name, desc, triplets, result[1]))
         return result
 
@@ -187,8 +187,8 @@ def test_train_run_with_lora_members(tmp_path, monkeypatch):
     final = {}
     original_train = MemberTrainer.train
 
-    def spy_train(self, spec, triplets, seed, desc, init=None):
-        result = original_train(self, spec, triplets, seed, desc, init=init)
+    def spy_train(self, spec, triplets, seed, desc, init=None, refit=False):
+        result = original_train(self, spec, triplets, seed, desc, init=init, refit=refit)
         if desc == spec.name:
             final[spec.name] = (self.paths, result[1])
         return result

@@ -33,8 +33,8 @@ def test_memory_and_triplet_folds_end_to_end(tmp_path, monkeypatch):
         folds_seen.append(original_folds(*args))
         return folds_seen[-1]
 
-    def spy_train(self, spec, triplets, seed, desc, init=None):
-        result = original_train(self, spec, triplets, seed, desc, init=init)
+    def spy_train(self, spec, triplets, seed, desc, init=None, refit=False):
+        result = original_train(self, spec, triplets, seed, desc, init=init, refit=refit)
         calls.append((spec.name, desc, triplets, result[0]))
         return result
 
@@ -90,3 +90,24 @@ def test_memory_and_triplet_folds_end_to_end(tmp_path, monkeypatch):
     q = comparator.score(rows.rename({"a": "b", "b": "a"}))["p_a"].to_numpy()
     np.testing.assert_allclose(p + q, 1.0, atol=1e-12)
     assert pl.read_csv(unseen_csv).height > 0
+
+
+def test_memory_views_all_gives_every_views_global_member_a_memory(tmp_path):
+    """``member.memory_views``: the primary view's global member only (default), or every view's; context
+    members never. At compare time each memory member's known images get their own offsets."""
+    csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
+    has_memory = {}
+    for choice in ("primary", "all"):
+        run = tmp_path / choice
+        cfg = load_config(None, [*TINY, 'views=["mid"]', "triplet_folds=0", f"member.memory_views={choice}"])
+        train_run(csv, run, cfg=cfg, progress=False)
+        has_memory[choice] = {f.stem for f in (run / "members").glob("*.safetensors")
+                              if DIGESTS in load_file(str(f))}
+    assert has_memory == {"primary": {"global"}, "all": {"global", "global@test_tiny-mid"}}
+    comparator = RunComparator(tmp_path / "all", progress=False)
+    assert set(comparator.members.memories) == {"global", "global@test_tiny-mid"}
+    known = [str(tmp_path / "images" / "red0.png")]
+    plain = RunComparator(tmp_path / "all", progress=False)
+    plain.members.memories = {}
+    shift = comparator.embed(known, member="global@test_tiny-mid") - plain.embed(known, member="global@test_tiny-mid")
+    assert np.abs(shift).max() > 1e-4  # the mid view's global member adds its own offset

@@ -1,0 +1,44 @@
+"""Member fits: which fits of a member train again on all their triplets (``member.refit``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctxsim.config import load_config
+from ctxsim.members.inference import MemberSpec
+from ctxsim.members.training import Triplets
+from ctxsim.schema import HEAD_KIND
+from ctxsim.train.member_fits import FitJob, MemberTrainer
+
+N_IMAGES = 16
+
+
+def trainer_and_jobs(refit: str) -> tuple[MemberTrainer, list[FitJob]]:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(N_IMAGES, 6)).astype(np.float32)
+    rows = rng.integers(0, N_IMAGES, size=(400, 3))
+    rows = rows[(rows[:, 0] != rows[:, 1]) & (rows[:, 0] != rows[:, 2]) & (rows[:, 1] != rows[:, 2])]
+    ref, a, b = rows.T
+    triplets = Triplets(ref, a, b, np.where(features[ref, 0] * (features[a, 0] - features[b, 0]) > 0, 1.0, -1.0))
+    cfg = load_config(None, ["member.hidden=8", "member.epochs=4", "member.patience=4", "member.min_val_triplets=1",
+                             f"member.refit={refit}"])
+    spec = MemberSpec("global", HEAD_KIND, hidden=8, view="v")
+    trainer = MemberTrainer(cfg, {"v": features}, paths=[], device="cpu", progress=False)
+    held = np.arange(4)
+    jobs = [FitJob(spec, None, triplets, 0), FitJob(spec, 0, triplets.subset(~triplets.touches(held)), 1)]
+    return trainer, jobs
+
+
+@pytest.mark.parametrize(("refit", "refitted"), [("none", [False, False]), ("run", [True, False]), ("all", [True, True])])
+def test_refit_applies_to_the_runs_members_or_to_every_copy(refit, refitted):
+    trainer, jobs = trainer_and_jobs(refit)
+    histories = [trainer.fit(job)[2] for job in jobs]
+    assert ["refit" in h for h in histories] == refitted
+    for h in histories:
+        if "refit" in h:  # as many epochs as early stopping chose, no validation of its own
+            assert len(h["refit"]["train_loss"]) == h["best_epoch"]
+
+
+def test_an_unknown_refit_choice_is_refused_when_the_config_loads():
+    with pytest.raises(ValueError, match="member.refit: expected one of none, run, all"):
+        load_config(None, ["member.refit=sometimes"])
