@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_HIDDEN = 128
+from ctxsim.members.config import DEFAULT_HIDDEN
 
 
 class ResidualHead(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ctxsim.config import TrainConfig, load_config
+from ctxsim.members.config import DEFAULT_HIDDEN
 
 
 def write(tmp_path, text: str):
@@ -42,7 +43,7 @@ monotone = false
     assert cfg.backbone == "test_tiny" and cfg.folds == 3
     assert cfg.member.kind == "lora" and cfg.member.epochs == 7 and cfg.member.lora_targets == ["conv_pwl", "conv_pw"]
     assert cfg.member.lr == 1.0 and isinstance(cfg.member.lr, float)
-    assert cfg.member.hidden == 128  # untouched keys keep their defaults
+    assert cfg.member.hidden == DEFAULT_HIDDEN == 256  # untouched keys keep their defaults
     assert cfg.contexts.k == 4 and cfg.contexts.mode == "discovered" and cfg.ensemble.monotone is False
 
 
