@@ -9,6 +9,7 @@ GLOBAL_INIT, ZEROSHOT_INIT = "global", "zeroshot"
 REFIT_NONE, REFIT_RUN, REFIT_ALL = "none", "run", "all"
 REFIT_CHOICES = (REFIT_NONE, REFIT_RUN, REFIT_ALL)
 MEMORY_PRIMARY, MEMORY_ALL = "primary", "all"
+MEMORY_VIEWS_CHOICES = (MEMORY_PRIMARY, MEMORY_ALL)
 #: L2 penalty on a member's per-image offsets (members/memory.py): ``memory_l2 x sum ||o_i||^2``.
 MEMORY_L2 = 3e-3
 #: Width of a head member's hidden layer: 256 since the refit (+0.6 points of majority accuracy on known
@@ -54,6 +55,6 @@ class MemberConfig:
     memory_views: str = MEMORY_PRIMARY  # whose global member has memory: "primary" view's, or "all" views'
 
     def __post_init__(self):
-        for name, choices in (("refit", REFIT_CHOICES), ("memory_views", (MEMORY_PRIMARY, MEMORY_ALL))):
+        for name, choices in (("refit", REFIT_CHOICES), ("memory_views", MEMORY_VIEWS_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"member.{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")

@@ -50,8 +50,8 @@ class MemberTrainer:
 
     def fit(self, job: FitJob) -> tuple[dict, np.ndarray, dict]:
         """One fit job: (weights, the image table's embeddings, history)."""
-        refit = self.cfg.member.refit
-        refit = refit == REFIT_ALL or (refit == REFIT_RUN and job.fold is None)
+        choice = self.cfg.member.refit  # a run's member has no fold; "all" refits its out-of-fold copies too
+        refit = choice == REFIT_ALL or (choice == REFIT_RUN and job.fold is None)
         return self.train(job.spec, job.triplets, job.seed, job.desc, init=job.init, refit=refit)
 
     def train(self, spec: MemberSpec, triplets: Triplets, seed: int, desc: str, init: dict | None = None,

@@ -243,7 +243,8 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
         options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
         name = lambda base: member_name(base, view, views[0])  # noqa: E731
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
-        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)))
+        memory = m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=memory))
         specs += [MemberSpec(name(context_member_name(c)), kind, c, **options, view=view.spec) for c in own_contexts]
     return specs
 
