@@ -24,13 +24,13 @@ def main(argv=None) -> dict:
     import torch
 
     from ctxsim.config import TrainConfig
+    from ctxsim.data.triplets import read_triplets
     from ctxsim.embedding.cache import EmbeddingCache, embed_images, preprocess_images
     from ctxsim.members.backbones import create_backbone
-    from ctxsim.members.member import train_head, train_lora
     from ctxsim.members.config import MemberConfig
+    from ctxsim.members.member import train_head, train_lora
     from ctxsim.members.training import Triplets
-    from ctxsim.train.pipeline.pipeline import image_table, labels
-    from ctxsim.data.triplets import read_triplets
+    from ctxsim.train.pipeline import image_table, labels
 
     cfg = TrainConfig()
     _, csvs = pool(args.work)

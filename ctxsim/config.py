@@ -27,6 +27,11 @@ DEFAULT_VIEWS = ("mid", "efficientnet_lite1")
 #: Triplet folds of a default run: known-image out-of-fold margins for the stacker (with member.memory,
 #: +1.2 points on known shoe triplets in benchmarks/accuracy.py; 2 folds keep training under 5 minutes).
 DEFAULT_TRIPLET_FOLDS = 2
+#: How a row with votes (``votes_a``/``votes_b``) weighs in training: "majority" (every row with a majority
+#: weighs 1) or "margin" (by its lead, |votes_a - votes_b|, scaled to the same total); tied rows weigh 0 under
+#: both. "margin" measured no better (benchmarks/README.md).
+VOTES_MAJORITY, VOTES_MARGIN = "majority", "margin"
+VOTE_WEIGHTING_CHOICES = (VOTES_MAJORITY, VOTES_MARGIN)
 
 
 @dataclass
@@ -39,9 +44,14 @@ class TrainConfig:
     # Triplet folds (ctxsim/train/regimes.py): a second set of out-of-fold margins over row folds, where
     # images stay known, and seen_* features for the stacker. 0: off (image folds only).
     triplet_folds: int = DEFAULT_TRIPLET_FOLDS
+    vote_weighting: str = VOTES_MAJORITY
     contexts: ContextConfig = field(default_factory=ContextConfig)
     member: MemberConfig = field(default_factory=MemberConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+
+    def __post_init__(self):
+        if self.vote_weighting not in VOTE_WEIGHTING_CHOICES:
+            raise ValueError(f"vote_weighting: expected one of {', '.join(VOTE_WEIGHTING_CHOICES)}, got {self.vote_weighting!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,7 +82,7 @@ def _coerce(value, hint, where: str):
     """``value`` as the field's declared type (``int | None`` takes ``none``; lists take ``a,b``)."""
     args = typing.get_args(hint)
     if type(None) in args:
-        if isinstance(value, str) and value.lower() == "none":
+        if value is None or isinstance(value, str) and value.lower() == "none":
             return None
         (hint,) = [a for a in args if a is not type(None)]
     kind = typing.get_origin(hint) or hint

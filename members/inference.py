@@ -44,6 +44,7 @@ class MemberSpec:
     lora_targets: list[str] | None = None
     view: str | None = None  # View.spec of what the member sees; None: the run's backbone, last layer
     memory: bool = False  # per-image offsets for its training images (members/memory.py)
+    loss: str | None = None  # what it was trained with (members/losses.py); None: the config's member.loss
     features_key: str | None = None  # cache key of the backbone features it reads (its view's backbone)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ctxsim.members.config import CE_HINGE, HINGE
+
 HINGE_MARGIN = 0.05
 #: Weight of the hinge term in the cross-entropy variant (Liao & Chen).
 CE_HINGE_WEIGHT = 0.1
@@ -31,4 +33,4 @@ def _reduce(per_row: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     return (per_row * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-LOSSES = {"hinge": hinge_loss, "ce_hinge": ce_hinge_loss}
+LOSSES = {HINGE: hinge_loss, CE_HINGE: ce_hinge_loss}

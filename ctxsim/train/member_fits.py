@@ -2,7 +2,7 @@
 (:class:`MemberTrainer`), shared by the single-machine loop and the Ray tasks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class MemberTrainer:
         :func:`~ctxsim.members.member.train_head`."""
         import torch
 
-        mcfg = self.cfg.member
+        mcfg = self.cfg.member if spec.loss is None else replace(self.cfg.member, loss=spec.loss)
         if spec.kind == HEAD_KIND:
             features = self.features[spec.view]
             head, history = train_head(features, triplets, mcfg, seed=seed, desc=desc, progress=self.progress, init=init,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ctxsim.config import TrainConfig
+from ctxsim.config import VOTES_MAJORITY, VOTES_MARGIN, TrainConfig
 from ctxsim.console import bar_disabled
 from ctxsim.contexts.membership import Contexts, fit_contexts
 from ctxsim.data.images import file_digest
@@ -41,6 +41,7 @@ from ctxsim.schema import (
     LABEL_A,
     LABEL_B,
     PATH,
+    VOTE_COLUMNS,
     ZEROSHOT,
     ZEROSHOT_KIND,
     baseline_column,
@@ -74,12 +75,19 @@ def image_folds(n_images: int, folds: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_images) % folds
 
 
-def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """y = +1 when A is closer; weight 0 for tied votes (no majority to learn from)."""
+def labels(df: pl.DataFrame, vote_weighting: str = VOTES_MAJORITY) -> tuple[np.ndarray, np.ndarray]:
+    """y = +1 when A is closer; weight 0 for tied votes (no majority to learn from).
+
+    ``vote_weighting="margin"``: a voted row weighs by its lead |votes_a - votes_b|, scaled so the rows with a
+    majority keep their total weight (a 5-0 row counts more than a 3-2 one; the data sets keep their balance)."""
     y = np.where(df["label"].to_numpy() == "A", 1.0, -1.0)
     weight = np.ones(len(y))
-    if {"votes_a", "votes_b"} <= set(df.columns):
-        weight[(df["votes_a"] == df["votes_b"]).fill_null(False).to_numpy()] = 0.0
+    if set(VOTE_COLUMNS) <= set(df.columns):
+        lead = (df["votes_a"] - df["votes_b"]).abs().to_numpy().astype(float)  # NaN: a row without votes
+        voted = ~np.isnan(lead)
+        weight[voted & (lead == 0)] = 0.0
+        if vote_weighting == VOTES_MARGIN and lead[voted].sum() > 0:
+            weight[voted] = lead[voted] * (lead[voted] > 0).sum() / lead[voted].sum()
     return y, weight
 
 
@@ -110,7 +118,7 @@ def train_run(csvs, out: str | Path, images=None, cfg: TrainConfig | None = None
     if df.height == 0:
         raise InputError([Problem(str(c), "no rows: nothing to train on") for c in ([csvs] if isinstance(csvs, (str, Path)) else csvs)])
     paths, idx = image_table(df)
-    y, weight = labels(df)
+    y, weight = labels(df, cfg.vote_weighting)
     triplets = Triplets(idx["ref"], idx["a"], idx["b"], y, weight)
     log.info("training on %d triplets over %d images (%d tied votes left out)", len(y), len(paths), int((weight == 0).sum()))
 
@@ -242,6 +250,7 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
         kind = m.kind if view == views[0] else HEAD_KIND
         options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
         name = lambda base: member_name(base, view, views[0])  # noqa: E731
+        options["loss"] = m.view_loss(primary=view == views[0])
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
         memory = m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)
         specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=memory))

@@ -18,6 +18,9 @@ def test_defaults():
     assert cfg == TrainConfig()
     assert cfg.backbone == "efficientnet_lite0" and cfg.folds == 5
     assert cfg.member.kind == "head" and cfg.member.margin == 0.05 and cfg.member.lora_targets == []
+    # a loss mix across views: hinge for the primary view's members, ce_hinge for the other views'
+    assert (cfg.member.view_loss(primary=True), cfg.member.view_loss(primary=False)) == ("hinge", "ce_hinge")
+    assert load_config(None, ["member.extra_views_loss=none"]).member.view_loss(primary=False) == "hinge"
     assert cfg.contexts.mode == "auto" and cfg.contexts.k is None and cfg.ensemble.stacker == "lightgbm"
     # defaults are per instance: changing one config's list leaves the next alone
     cfg.member.lora_targets.append("x")
@@ -86,6 +89,12 @@ def test_round_trip_through_a_dict():
     (["member=3"], r"config\.member: expected a table"),
     (["member.epochs=2.5"], r"config\.member\.epochs: expected int, got 2\.5"),
     (["member.lora_targets=3"], r"config\.member\.lora_targets: expected list, got 3"),
+    # string choices are checked when the config loads, not at the first fit after the embedding
+    (["member.loss=hing"], r"member\.loss: expected one of hinge, ce_hinge, got 'hing'"),
+    (["member.kind=heads"], r"member\.kind: expected one of head, lora, got 'heads'"),
+    (["member.context_init=scratch"], r"member\.context_init: expected one of global, zeroshot, got 'scratch'"),
+    (["member.extra_views_loss=ce"], r"member\.extra_views_loss: expected none or one of hinge, ce_hinge, got 'ce'"),
+    (["vote_weighting=votes"], r"vote_weighting: expected one of majority, margin, got 'votes'"),
 ])
 def test_bad_settings_are_named(override, message):
     with pytest.raises(ValueError, match=message):

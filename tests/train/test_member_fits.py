@@ -1,4 +1,4 @@
-"""Member fits: which fits of a member train again on all their triplets (``member.refit``)."""
+"""Member fits: which fits of a member train again on all their triplets (``member.refit``), with which loss."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,7 @@ from ctxsim.config import load_config
 from ctxsim.members.inference import MemberSpec
 from ctxsim.members.training import Triplets
 from ctxsim.schema import HEAD_KIND
+from ctxsim.train import member_fits
 from ctxsim.train.member_fits import FitJob, MemberTrainer
 
 N_IMAGES = 16
@@ -42,3 +43,19 @@ def test_refit_applies_to_the_runs_members_or_to_every_copy(refit, refitted):
 def test_an_unknown_refit_choice_is_refused_when_the_config_loads():
     with pytest.raises(ValueError, match="member.refit: expected one of none, run, all"):
         load_config(None, ["member.refit=sometimes"])
+
+
+def test_a_member_trains_with_the_loss_its_spec_names(monkeypatch):
+    trainer, (job, _) = trainer_and_jobs("none")
+    seen = []
+
+    def spy(features, triplets, cfg, **kw):
+        seen.append(cfg.loss)
+        return real(features, triplets, cfg, **kw)
+
+    real = member_fits.train_head
+    monkeypatch.setattr(member_fits, "train_head", spy)
+    trainer.fit(job)  # the spec names no loss: the config's
+    trainer.fit(FitJob(MemberSpec("global@v", HEAD_KIND, hidden=8, view="v", loss="ce_hinge"), None, job.triplets, 0))
+    assert seen == ["hinge", "ce_hinge"]
+    assert trainer.cfg.member.loss == "hinge"  # the config itself is left as it was

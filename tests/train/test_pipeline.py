@@ -15,7 +15,7 @@ from ctxsim.cli import main
 from ctxsim.compare.trained import RunComparator
 from ctxsim.config import load_config
 from ctxsim.embedding.distances import margins
-from ctxsim.train.pipeline import image_folds, image_table, train_run
+from ctxsim.train.pipeline import image_folds, image_table, labels, train_run
 from ctxsim.data.triplets import read_triplets
 from tests.synthetic import GROUPS, write_training_set, write_unseen_set
 
@@ -38,6 +38,17 @@ def test_image_folds_are_balanced_and_seeded():
     assert sorted(np.bincount(folds).tolist()) == [3, 4, 4]
     np.testing.assert_array_equal(folds, image_folds(11, 3, seed=0))
     assert not np.array_equal(folds, image_folds(11, 3, seed=1))
+
+
+def test_tied_votes_weigh_nothing_and_margin_weighting_follows_the_lead():
+    # rows: 5-0, 1-3, a 2-2 tie, a row without votes (another data set's), 3-2
+    df = pl.DataFrame({"label": ["A", "B", "A", "A", "A"], "votes_a": [5, 1, 2, None, 3], "votes_b": [0, 3, 2, None, 2]})
+    y, majority = labels(df)
+    np.testing.assert_array_equal(y, [1, -1, 1, 1, 1])
+    np.testing.assert_array_equal(majority, [1, 1, 0, 1, 1])
+    _, margin = labels(df, "margin")
+    # leads 5, 2, 1 over the three rows with a majority, scaled to their total weight (3); unvoted rows keep 1
+    np.testing.assert_allclose(margin, [5 * 3 / 8, 2 * 3 / 8, 0, 1, 1 * 3 / 8])
 
 
 def test_train_run_writes_a_complete_run_folder(run):
@@ -222,11 +233,12 @@ def test_train_on_invalid_input_writes_no_run_folder(tmp_path):
 def test_views_give_members_of_their_own_and_context_members_start_from_global(tmp_path):
     """Two more views (the middle layer, a flip-averaged copy): each has its zero-shot, global and
     context members, named with the view; a context head starts as its view's global head (with no
-    epochs to train, it stays exactly that)."""
+    epochs to train, it stays exactly that); the other views' members carry member.extra_views_loss."""
     from safetensors.torch import load_file
 
     csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
-    cfg = load_config(None, [*TINY, 'views=["mid", "test_tiny+flip"]', "member.epochs=0"])
+    cfg = load_config(None, [*TINY, 'views=["mid", "test_tiny+flip"]', "member.epochs=0",
+                             "member.extra_views_loss=ce_hinge"])
     metrics = train_run(csv, tmp_path / "run", cfg=cfg, progress=False)
     comparator = RunComparator(tmp_path / "run", progress=False)
     expected = [f"{base}{suffix}" for suffix in ("", "@test_tiny-mid", "@test_tiny-flip")
@@ -234,6 +246,8 @@ def test_views_give_members_of_their_own_and_context_members_start_from_global(t
     assert comparator.member_names == expected
     assert set(metrics["members"]) == {n for n in expected if not n.startswith("zeroshot")}
     members = tmp_path / "run" / "members"
+    losses = {s["name"]: s["loss"] for s in json.loads((members / "members.json").read_text()) if s["kind"] != "zeroshot"}
+    assert losses == {n: "hinge" if "@" not in n else "ce_hinge" for n in expected if not n.startswith("zeroshot")}
     for suffix in ("", "@test_tiny-mid"):
         global_head = load_file(str(members / f"global{suffix}.safetensors"))
         for context in ("blue", "red"):
