@@ -111,7 +111,8 @@ def fit(
             delta = _margins(embed, val, np.arange(len(val))).numpy()
         return accuracy(delta, val.y, val.weight)
 
-    best_acc, best_state, best_epoch, stale = validate(), copy.deepcopy(module.state_dict()), 0, 0
+    # a refit (no validation) keeps its last epoch: nothing to copy
+    best_acc, best_state, best_epoch, stale = validate(), None if val is None else copy.deepcopy(module.state_dict()), 0, 0
     history = {"val_accuracy": [best_acc], "train_loss": [], "best_epoch": 0}
     bar = tqdm(range(1, (cfg.epochs if epochs is None else epochs) + 1), desc=desc, unit="epoch", disable=bar_disabled(progress), leave=False)
     for epoch in bar:
@@ -134,8 +135,8 @@ def fit(
         history["train_loss"].append(float(np.mean(losses)))
         history["val_accuracy"].append(acc)
         bar.set_postfix(val_acc=f"{acc:.3f}")
-        if val is None:  # a refit: the last epoch is the one kept
-            best_state, best_epoch = None, epoch
+        if val is None:
+            best_epoch = epoch
         elif acc > best_acc:
             best_acc, best_state, best_epoch, stale = acc, copy.deepcopy(module.state_dict()), epoch, 0
         else:

@@ -250,11 +250,11 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
         kind = m.kind if view == views[0] else HEAD_KIND
         options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
         name = lambda base: member_name(base, view, views[0])  # noqa: E731
-        options["loss"] = m.view_loss(primary=view == views[0])
+        trained = dict(options, view=view.spec, loss=m.view_loss(primary=view == views[0]))
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
         memory = m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)
-        specs.append(MemberSpec(name(GLOBAL), kind, None, **options, view=view.spec, memory=memory))
-        specs += [MemberSpec(name(context_member_name(c)), kind, c, **options, view=view.spec) for c in own_contexts]
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **trained, memory=memory))
+        specs += [MemberSpec(name(context_member_name(c)), kind, c, **trained) for c in own_contexts]
     return specs
 
 

@@ -90,6 +90,7 @@ def test_round_trip_through_a_dict():
     (["member.epochs=2.5"], r"config\.member\.epochs: expected int, got 2\.5"),
     (["member.lora_targets=3"], r"config\.member\.lora_targets: expected list, got 3"),
     # string choices are checked when the config loads, not at the first fit after the embedding
+    (["member.refit=sometimes"], r"member\.refit: expected one of none, run, all, got 'sometimes'"),
     (["member.loss=hing"], r"member\.loss: expected one of hinge, ce_hinge, got 'hing'"),
     (["member.kind=heads"], r"member\.kind: expected one of head, lora, got 'heads'"),
     (["member.context_init=scratch"], r"member\.context_init: expected one of global, zeroshot, got 'scratch'"),

@@ -15,6 +15,8 @@ from ctxsim.cli import main
 from ctxsim.compare.trained import RunComparator
 from ctxsim.config import load_config
 from ctxsim.embedding.distances import margins
+from ctxsim.members.inference import SPECS_FILE
+from ctxsim.schema import ZEROSHOT_KIND
 from ctxsim.train.pipeline import image_folds, image_table, labels, train_run
 from ctxsim.data.triplets import read_triplets
 from tests.synthetic import GROUPS, write_training_set, write_unseen_set
@@ -246,7 +248,8 @@ def test_views_give_members_of_their_own_and_context_members_start_from_global(t
     assert comparator.member_names == expected
     assert set(metrics["members"]) == {n for n in expected if not n.startswith("zeroshot")}
     members = tmp_path / "run" / "members"
-    losses = {s["name"]: s["loss"] for s in json.loads((members / "members.json").read_text()) if s["kind"] != "zeroshot"}
+    specs = json.loads((members / SPECS_FILE).read_text())
+    losses = {s["name"]: s["loss"] for s in specs if s["kind"] != ZEROSHOT_KIND}
     assert losses == {n: "hinge" if "@" not in n else "ce_hinge" for n in expected if not n.startswith("zeroshot")}
     for suffix in ("", "@test_tiny-mid"):
         global_head = load_file(str(members / f"global{suffix}.safetensors"))
