@@ -22,7 +22,7 @@ TARGET_SECONDS, TARGET_MB = 1.5, 400
 
 
 def default_run(work) -> object:
-    """The default config (three views, 12 members), trained once with the benchmarks' faster settings."""
+    """The default config (four views, 16 members), trained once with the benchmarks' faster settings."""
     import subprocess
 
     folder = work / "runs" / "default-views"

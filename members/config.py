@@ -62,15 +62,20 @@ class MemberConfig:
     memory: bool = True
     memory_l2: float = MEMORY_L2
     memory_views: str = MEMORY_PRIMARY  # whose global member has memory: "primary" view's, or "all" views'
+    # The loss the offsets train with; none: the member's own. After a head refitted on all its triplets, most
+    # training rows already clear the hinge's margin and give the offsets no gradient; cross-entropy keeps
+    # pulling toward confident answers.
+    memory_loss: str | None = None
 
     def __post_init__(self):
         for name, choices in (("kind", TRAINED_KINDS), ("loss", LOSS_CHOICES), ("context_init", CONTEXT_INIT_CHOICES),
                               ("refit", REFIT_CHOICES), ("memory_views", MEMORY_VIEWS_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"member.{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        if self.extra_views_loss not in (None, *LOSS_CHOICES):
-            raise ValueError(f"member.extra_views_loss: expected none or one of {', '.join(LOSS_CHOICES)}, "
-                             f"got {self.extra_views_loss!r}")
+        for name in ("extra_views_loss", "memory_loss"):
+            if getattr(self, name) not in (None, *LOSS_CHOICES):
+                raise ValueError(f"member.{name}: expected none or one of {', '.join(LOSS_CHOICES)}, "
+                                 f"got {getattr(self, name)!r}")
 
     def view_loss(self, primary: bool) -> str:
         """The loss of a member of the primary view, or of another view."""

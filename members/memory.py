@@ -3,8 +3,9 @@
 A member with memory embeds image ``i`` as ``normalize(e_i + o_i)``: ``e_i`` is its head's embedding,
 ``o_i`` an offset learned for each training image and zero for every image it never saw, so on new
 images the member is exactly its head. The offsets are fitted after the head, with the head frozen,
-on the member's own triplets (early stopping on a random share of the *rows*, where images stay
-known: the regime the offsets are for), with an L2 penalty ``memory_l2 x sum ||o_i||^2``.
+on the member's own triplets with the loss ``memory_loss`` (none: the member's), early-stopped on a
+random share of the *rows*, where images stay known (the regime the offsets are for), with an L2
+penalty ``memory_l2 x sum ||o_i||^2``.
 
 Offsets are saved with the member's weights, keyed by the image's content digest
 (:func:`ctxsim.data.images.file_digest`, SHA-256 of the file's bytes), so at compare time an image
@@ -12,6 +13,8 @@ that was in training gets its offset whatever its path, and any other image gets
 out-of-fold copy is trained without its fold's images, so they get zero offsets by construction.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -46,6 +49,8 @@ def train_memory(emb: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, se
     """Offsets for the images of ``triplets`` on top of fixed (normalised) embeddings ``emb`` of the image table.
 
     Returns (offsets of the trained images, those images' table indices, history)."""
+    if cfg.memory_loss is not None:
+        cfg = replace(cfg, loss=cfg.memory_loss)
     torch.manual_seed(seed)
     module = Offsets(emb.detach())
     train, val = split_by_rows(triplets, cfg.val_fraction, np.random.default_rng(seed))

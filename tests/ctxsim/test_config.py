@@ -95,6 +95,7 @@ def test_round_trip_through_a_dict():
     (["member.kind=heads"], r"member\.kind: expected one of head, lora, got 'heads'"),
     (["member.context_init=scratch"], r"member\.context_init: expected one of global, zeroshot, got 'scratch'"),
     (["member.extra_views_loss=ce"], r"member\.extra_views_loss: expected none or one of hinge, ce_hinge, got 'ce'"),
+    (["member.memory_loss=ce"], r"member\.memory_loss: expected none or one of hinge, ce_hinge, got 'ce'"),
     (["vote_weighting=votes"], r"vote_weighting: expected one of majority, margin, got 'votes'"),
 ])
 def test_bad_settings_are_named(override, message):

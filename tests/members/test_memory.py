@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ctxsim.members.config import MemberConfig
+from ctxsim.members.config import CE_HINGE, HINGE, MemberConfig
 from ctxsim.members.memory import memory_state, train_memory
 from ctxsim.members.offsets import DIGESTS, OFFSETS, Memory, split_memory
 from ctxsim.members.training import Triplets
@@ -47,3 +47,17 @@ def test_offsets_learn_the_training_triplets_and_leave_other_images_at_zero():
     # a strong penalty keeps the offsets small: the memory is regularised
     strong, _, _ = train_memory(emb, rows, MemberConfig(lr=0.05, epochs=30, patience=30, memory_l2=10.0, min_val_triplets=1), progress=False)
     assert strong.norm() < 0.1 * offsets.norm()
+
+
+def test_offsets_train_with_memory_loss_not_the_members_loss():
+    # People said A, and the frozen embedding already agrees by more than the hinge's margin (0.05): under a hinge
+    # the rows cost nothing and give the offsets no gradient; cross-entropy still costs (and pulls) on every row.
+    emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.45], [0.3, 0.95]]), dim=-1)
+    n = 40
+    rows = Triplets(np.zeros(n, int), np.ones(n, int), np.full(n, 2), np.ones(n))
+    assert float(emb[0] @ emb[1] - emb[0] @ emb[2]) > 0.05
+    base = dict(loss=HINGE, lr=0.05, epochs=3, patience=3, min_val_triplets=1)
+    offsets, _, hinge = train_memory(emb, rows, MemberConfig(**base), progress=False)
+    assert hinge["train_loss"] == [0.0] * 3 and torch.count_nonzero(offsets) == 0
+    _, _, ce = train_memory(emb, rows, MemberConfig(**base, memory_loss=CE_HINGE), progress=False)
+    assert min(ce["train_loss"]) > 0
