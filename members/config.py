@@ -14,6 +14,10 @@ REFIT_NONE, REFIT_RUN, REFIT_ALL = "none", "run", "all"
 REFIT_CHOICES = (REFIT_NONE, REFIT_RUN, REFIT_ALL)
 MEMORY_PRIMARY, MEMORY_ALL = "primary", "all"
 MEMORY_VIEWS_CHOICES = (MEMORY_PRIMARY, MEMORY_ALL)
+#: Rows a memory's epochs are chosen on: a share of the rows its (refitted) head trained on too, or rows held
+#: from a second head trained without them (members/memory.py).
+MEMORY_VALIDATION_SHARED, MEMORY_VALIDATION_HELD = "shared", "held"
+MEMORY_VALIDATION_CHOICES = (MEMORY_VALIDATION_SHARED, MEMORY_VALIDATION_HELD)
 #: L2 penalty on a member's per-image offsets (members/memory.py): ``memory_l2 x sum ||o_i||^2``.
 MEMORY_L2 = 3e-3
 #: Width of a head member's hidden layer: 256 since the refit (+0.6 points of majority accuracy on known
@@ -66,10 +70,14 @@ class MemberConfig:
     # training rows already clear the hinge's margin and give the offsets no gradient; cross-entropy keeps
     # pulling toward confident answers.
     memory_loss: str | None = None
+    # "held": the offsets' epochs are chosen on rows that a second head, trained without them, never saw; then the
+    # offsets train on all rows on the member's head for that many epochs (one more head fit per memory member).
+    memory_validation: str = MEMORY_VALIDATION_SHARED
 
     def __post_init__(self):
         for name, choices in (("kind", TRAINED_KINDS), ("loss", LOSS_CHOICES), ("context_init", CONTEXT_INIT_CHOICES),
-                              ("refit", REFIT_CHOICES), ("memory_views", MEMORY_VIEWS_CHOICES)):
+                              ("refit", REFIT_CHOICES), ("memory_views", MEMORY_VIEWS_CHOICES),
+                              ("memory_validation", MEMORY_VALIDATION_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"member.{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
         for name in ("extra_views_loss", "memory_loss"):

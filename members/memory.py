@@ -14,6 +14,7 @@ out-of-fold copy is trained without its fold's images, so they get zero offsets 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -45,24 +46,44 @@ def split_by_rows(triplets: Triplets, fraction: float, rng: np.random.Generator)
 
 
 def train_memory(emb: torch.Tensor, triplets: Triplets, cfg: MemberConfig, *, seed: int = 0, desc: str = "memory",
-                 progress: bool = True) -> tuple[torch.Tensor, np.ndarray, dict]:
+                 progress: bool = True,
+                 emb_without: Callable[[Triplets], torch.Tensor] | None = None) -> tuple[torch.Tensor, np.ndarray, dict]:
     """Offsets for the images of ``triplets`` on top of fixed (normalised) embeddings ``emb`` of the image table.
+
+    ``emb_without(rows)``: the image table's embeddings by a head trained on ``rows`` only. With it
+    (``memory_validation = "held"``), the offsets' epochs are chosen on held rows that neither that head
+    nor the offsets trained on, then offsets on ``emb`` train on all of ``triplets`` for that many epochs.
+    Without it, the held rows are ones ``emb``'s head may have trained on (a refitted head did: the
+    first epochs then rarely look better than none).
 
     Returns (offsets of the trained images, those images' table indices, history)."""
     if cfg.memory_loss is not None:
         cfg = replace(cfg, loss=cfg.memory_loss)
-    torch.manual_seed(seed)
-    module = Offsets(emb.detach())
     train, val = split_by_rows(triplets, cfg.val_fraction, np.random.default_rng(seed))
     if len(val) < cfg.min_val_triplets or len(train) == 0:
         train, val = triplets, triplets
+    if emb_without is not None and val is not triplets:
+        _, history = _fit_offsets(emb_without(train), train, val, cfg, seed, desc, progress)
+        module, again = _fit_offsets(emb, triplets, None, cfg, seed, f"{desc} refit", progress, epochs=history["best_epoch"])
+        history["refit"] = {"triplets": len(triplets), "train_loss": again["train_loss"]}
+        train = triplets
+    else:
+        module, history = _fit_offsets(emb, train, val, cfg, seed, desc, progress)
+    images = train.images() if len(train) else np.zeros(0, dtype=np.int64)
+    return module.offsets.detach()[torch.as_tensor(images, dtype=torch.long)].clone(), images, history
+
+
+def _fit_offsets(emb: torch.Tensor, train: Triplets, val: Triplets | None, cfg: MemberConfig, seed: int, desc: str,
+                 progress: bool, epochs: int | None = None) -> tuple[Offsets, dict]:
+    """Offsets on ``emb`` fitted with the L2 penalty (``val`` None: exactly ``epochs`` epochs); and the history."""
+    torch.manual_seed(seed)
+    module = Offsets(emb.detach())
 
     def penalty():
         return cfg.memory_l2 * (module.offsets ** 2).sum()
 
-    history = fit(module, module, train, val, cfg, seed=seed, desc=desc, progress=progress, penalty=penalty)
-    images = train.images() if len(train) else np.zeros(0, dtype=np.int64)
-    return module.offsets.detach()[torch.as_tensor(images, dtype=torch.long)].clone(), images, history
+    return module, fit(module, module, train, val, cfg, seed=seed, desc=desc, progress=progress, penalty=penalty,
+                       epochs=epochs)
 
 
 def memory_state(offsets: torch.Tensor, digests: list[str]) -> dict[str, torch.Tensor]:

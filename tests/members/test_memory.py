@@ -61,3 +61,27 @@ def test_offsets_train_with_memory_loss_not_the_members_loss():
     assert hinge["train_loss"] == [0.0] * 3 and torch.count_nonzero(offsets) == 0
     _, _, ce = train_memory(emb, rows, MemberConfig(**base, memory_loss=CE_HINGE), progress=False)
     assert min(ce["train_loss"]) > 0
+
+
+def test_held_validation_chooses_epochs_on_rows_the_second_head_never_saw_then_trains_on_all():
+    emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.7, 0.7, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
+    n = 40
+    rows = Triplets(np.zeros(n, int), np.ones(n, int), np.full(n, 2), -np.ones(n))  # people said B: emb is wrong
+    seen = []
+
+    def emb_without(train_rows):
+        seen.append(len(train_rows))
+        return emb
+
+    cfg = MemberConfig(lr=0.05, epochs=30, patience=30, memory_l2=1e-4, min_val_triplets=1, val_fraction=0.25)
+    offsets, images, history = train_memory(emb, rows, cfg, progress=False, emb_without=emb_without)
+    assert len(seen) == 1 and 0 < seen[0] < n  # the second head trains without the held rows
+    assert history["best_epoch"] > 0 and history["refit"]["triplets"] == n  # then every row, for the chosen epochs
+    assert len(history["refit"]["train_loss"]) == history["best_epoch"]
+    moved = torch.nn.functional.normalize(emb[images] + offsets, dim=-1)
+    assert images.tolist() == [0, 1, 2] and float(moved[0] @ moved[1] - moved[0] @ moved[2]) < 0
+
+    # held rows that the offsets cannot improve: zero epochs chosen, and the offsets stay zero
+    right = Triplets(rows.ref, rows.a, rows.b, np.ones(n))
+    offsets, _, history = train_memory(emb, right, cfg, progress=False, emb_without=lambda train_rows: emb)
+    assert history["best_epoch"] == 0 and torch.count_nonzero(offsets) == 0

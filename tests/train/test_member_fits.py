@@ -6,6 +6,7 @@ import pytest
 
 from ctxsim.config import load_config
 from ctxsim.members.inference import MemberSpec
+from ctxsim.members.offsets import OFFSETS
 from ctxsim.members.training import Triplets
 from ctxsim.schema import HEAD_KIND
 from ctxsim.train import member_fits
@@ -54,3 +55,24 @@ def test_a_member_trains_with_the_loss_its_spec_names(monkeypatch):
     trainer.fit(FitJob(MemberSpec("global@v", HEAD_KIND, hidden=8, view="v", loss="ce_hinge"), None, job.triplets, 0))
     assert seen == ["hinge", "ce_hinge"]
     assert trainer.cfg.member.loss == "hinge"  # the config itself is left as it was
+
+
+@pytest.mark.parametrize(("validation", "heads"), [("shared", 1), ("held", 2)])
+def test_held_memory_validation_trains_a_second_head_without_the_held_rows(monkeypatch, validation, heads):
+    trainer, (job, _) = trainer_and_jobs("run")
+    trainer.cfg.member.memory_validation = validation
+    sizes = []
+
+    def spy(features, triplets, cfg, **kw):
+        sizes.append(len(triplets))
+        return real(features, triplets, cfg, **kw)
+
+    real = member_fits.train_head
+    monkeypatch.setattr(member_fits, "train_head", spy)
+    trainer.digests = lambda: [f"{i:064x}" for i in range(N_IMAGES)]
+    memory_spec = MemberSpec("global", HEAD_KIND, hidden=8, view="v", memory=True)
+    state, _, history = trainer.fit(FitJob(memory_spec, None, job.triplets, 0))
+    assert len(sizes) == heads and sizes[0] == len(job.triplets)
+    if heads == 2:  # the second head never saw the rows the memory's epochs are chosen on
+        assert sizes[1] < len(job.triplets) and history["memory"]["refit"]["triplets"] == len(job.triplets)
+    assert OFFSETS in state
