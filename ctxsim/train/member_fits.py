@@ -69,16 +69,16 @@ class MemberTrainer:
                 emb = head(features)
             state = head_state(head)
             if spec.memory:  # offsets for its training images, on top of the frozen head
-                def emb_without(rows: Triplets):  # memory_validation "held": a head that never saw the held rows
-                    held_head, _ = train_head(features, rows, mcfg, seed=seed, desc=f"{desc} memory head",
-                                              progress=self.progress, init=init, refit=refit)
-                    with torch.no_grad():
-                        return held_head(features)
+                emb_without = None
+                if mcfg.memory_validation == MEMORY_VALIDATION_HELD:
+                    def emb_without(rows: Triplets):  # a head that never saw the rows the memory's epochs are chosen on
+                        held_head, _ = train_head(features, rows, mcfg, seed=seed, desc=f"{desc} memory head",
+                                                  progress=self.progress, init=init, refit=refit)
+                        with torch.no_grad():
+                            return held_head(features)
 
-                held = mcfg.memory_validation == MEMORY_VALIDATION_HELD
                 offsets, images, history["memory"] = train_memory(emb, triplets, mcfg, seed=seed, desc=f"{desc} memory",
-                                                                  progress=self.progress,
-                                                                  emb_without=emb_without if held else None)
+                                                                  progress=self.progress, emb_without=emb_without)
                 state |= memory_state(offsets, [self.digests()[i] for i in images])
                 at = torch.as_tensor(images, dtype=torch.long)
                 emb = emb.clone()
