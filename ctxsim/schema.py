@@ -46,8 +46,9 @@ OVERALL = "(all)"
 #: Member kinds: the pretrained backbone as it is, an MLP head on its frozen features, LoRA adapters in it.
 ZEROSHOT_KIND, HEAD_KIND, LORA_KIND = "zeroshot", "head", "lora"
 TRAINED_KINDS = (HEAD_KIND, LORA_KIND)
-#: Member names: the zero-shot backbone and the member trained on every context.
-ZEROSHOT, GLOBAL = "zeroshot", "global"
+#: Member names: the zero-shot backbone, the member trained on every context, and (with
+#: ``member.memory_member = "own"``) the global member's copy that also remembers its training images.
+ZEROSHOT, GLOBAL, MEMORY = "zeroshot", "global", "memory"
 CONTEXT_MEMBER_PREFIX = "context-"
 
 

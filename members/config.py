@@ -18,6 +18,10 @@ MEMORY_VIEWS_CHOICES = (MEMORY_PRIMARY, MEMORY_ALL)
 #: from a second head trained without them (members/memory.py).
 MEMORY_VALIDATION_SHARED, MEMORY_VALIDATION_HELD = "shared", "held"
 MEMORY_VALIDATION_CHOICES = (MEMORY_VALIDATION_SHARED, MEMORY_VALIDATION_HELD)
+#: Which member carries a view's memory: its global member, or a member of its own (``memory``) beside a
+#: plain global one, so the stacker can answer rows that mix new and known images without the offsets.
+MEMORY_ON_GLOBAL, MEMORY_OWN = "global", "own"
+MEMORY_MEMBER_CHOICES = (MEMORY_ON_GLOBAL, MEMORY_OWN)
 #: L2 penalty on a member's per-image offsets (members/memory.py): ``memory_l2 x sum ||o_i||^2``.
 MEMORY_L2 = 3e-3
 #: Width of a head member's hidden layer: 256 since the refit (+0.6 points of majority accuracy on known
@@ -73,11 +77,12 @@ class MemberConfig:
     # "held": the offsets' epochs are chosen on rows that a second head, trained without them, never saw; then the
     # offsets train on all rows on the member's head for that many epochs (one more head fit per memory member).
     memory_validation: str = MEMORY_VALIDATION_SHARED
+    memory_member: str = MEMORY_ON_GLOBAL  # the global member remembers, or a member of its own ("own")
 
     def __post_init__(self):
         for name, choices in (("kind", TRAINED_KINDS), ("loss", LOSS_CHOICES), ("context_init", CONTEXT_INIT_CHOICES),
                               ("refit", REFIT_CHOICES), ("memory_views", MEMORY_VIEWS_CHOICES),
-                              ("memory_validation", MEMORY_VALIDATION_CHOICES)):
+                              ("memory_validation", MEMORY_VALIDATION_CHOICES), ("memory_member", MEMORY_MEMBER_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"member.{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
         for name in ("extra_views_loss", "memory_loss"):

@@ -26,7 +26,7 @@ from ctxsim.ensemble.regime import KnownImages
 from ctxsim.ensemble.selection import Ensemble
 from ctxsim.errors import InputError, Problem
 from ctxsim.members.backbones import create_backbone, create_view
-from ctxsim.members.config import GLOBAL_INIT, MEMORY_ALL
+from ctxsim.members.config import GLOBAL_INIT, MEMORY_ALL, MEMORY_OWN
 from ctxsim.members.inference import MemberSpec
 from ctxsim.members.training import Triplets
 from ctxsim.members.views import View, member_name
@@ -40,6 +40,7 @@ from ctxsim.schema import (
     IMAGE_COLUMNS,
     LABEL_A,
     LABEL_B,
+    MEMORY,
     PATH,
     VOTE_COLUMNS,
     ZEROSHOT,
@@ -236,7 +237,8 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
     """Per view: its zero-shot member, a global member and one member per context with enough triplets.
     LoRA members adapt the primary backbone; the other views get heads on their features."""
     m = cfg.member
-    lora = dict(lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_targets=list(m.lora_targets) or list(default_lora_targets))
+    lora = {"lora_rank": m.lora_rank, "lora_alpha": m.lora_alpha,
+            "lora_targets": list(m.lora_targets) or list(default_lora_targets)}
     own_contexts = []
     if len(contexts) > 1:
         for c in contexts.names:
@@ -248,12 +250,18 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
     specs = []
     for view in views:
         kind = m.kind if view == views[0] else HEAD_KIND
-        options = dict(hidden=m.hidden) if kind == HEAD_KIND else lora
-        name = lambda base: member_name(base, view, views[0])  # noqa: E731
+        options = {"hidden": m.hidden} if kind == HEAD_KIND else lora
+
+        def name(base: str, view: View = view) -> str:
+            return member_name(base, view, views[0])
+
         trained = dict(options, view=view.spec, loss=m.view_loss(primary=view == views[0]))
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
         memory = m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)
-        specs.append(MemberSpec(name(GLOBAL), kind, None, **trained, memory=memory))
+        own = memory and m.memory_member == MEMORY_OWN  # the same head trained again (same seed), plus offsets
+        specs.append(MemberSpec(name(GLOBAL), kind, None, **trained, memory=memory and not own))
+        if own:
+            specs.append(MemberSpec(name(MEMORY), kind, None, **trained, memory=True))
         specs += [MemberSpec(name(context_member_name(c)), kind, c, **trained) for c in own_contexts]
     return specs
 

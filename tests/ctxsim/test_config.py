@@ -97,6 +97,7 @@ def test_round_trip_through_a_dict():
     (["member.extra_views_loss=ce"], r"member\.extra_views_loss: expected none or one of hinge, ce_hinge, got 'ce'"),
     (["member.memory_loss=ce"], r"member\.memory_loss: expected none or one of hinge, ce_hinge, got 'ce'"),
     (["member.memory_validation=rows"], r"member\.memory_validation: expected one of shared, held, got 'rows'"),
+    (["member.memory_member=both"], r"member\.memory_member: expected one of global, own, got 'both'"),
     (["vote_weighting=votes"], r"vote_weighting: expected one of majority, margin, got 'votes'"),
 ])
 def test_bad_settings_are_named(override, message):

@@ -111,3 +111,23 @@ def test_memory_views_all_gives_every_views_global_member_a_memory(tmp_path):
     plain.members.memories = {}
     shift = comparator.embed(known, member="global@test_tiny-mid") - plain.embed(known, member="global@test_tiny-mid")
     assert np.abs(shift).max() > 1e-4  # the mid view's global member adds its own offset
+
+
+def test_memory_member_own_keeps_a_plain_global_member_beside_a_remembering_one(tmp_path):
+    """``member.memory_member = "own"``: the global member stays plain and a ``memory`` member (the same head,
+    trained again with the same seed, plus offsets) remembers; the two differ only on known images."""
+    csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
+    run = tmp_path / "own"
+    cfg = load_config(None, [*TINY, "triplet_folds=0", "member.memory_member=own"])
+    train_run(csv, run, cfg=cfg, progress=False)
+    has_memory = {f.stem: DIGESTS in load_file(str(f)) for f in (run / "members").glob("*.safetensors")}
+    assert has_memory["global"] is False and has_memory["memory"] is True
+    assert not any(v for k, v in has_memory.items() if k != "memory")
+    comparator = RunComparator(run, progress=False)
+    assert "memory" in comparator.member_names and set(comparator.members.memories) == {"memory"}
+    known = [str(tmp_path / "images" / "red0.png")]
+    shift = comparator.embed(known, member="memory") - comparator.embed(known, member="global")
+    assert np.abs(shift).max() > 1e-4  # its offsets move a known image
+    write_unseen_set(tmp_path)
+    unseen = [str(tmp_path / "images" / name) for name in ("red50.png", "blue51.png")]
+    np.testing.assert_allclose(comparator.embed(unseen, member="memory"), comparator.embed(unseen, member="global"), atol=1e-5)
