@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -251,10 +252,7 @@ def _member_specs(cfg: TrainConfig, views: list[View], contexts: Contexts, row_c
     for view in views:
         kind = m.kind if view == views[0] else HEAD_KIND
         options = {"hidden": m.hidden} if kind == HEAD_KIND else lora
-
-        def name(base: str, view: View = view) -> str:
-            return member_name(base, view, views[0])
-
+        name = partial(member_name, view=view, primary=views[0])
         trained = dict(options, view=view.spec, loss=m.view_loss(primary=view == views[0]))
         specs.append(MemberSpec(name(ZEROSHOT), ZEROSHOT_KIND, view=view.spec))
         memory = m.memory and kind == HEAD_KIND and (view == views[0] or m.memory_views == MEMORY_ALL)

@@ -121,8 +121,7 @@ def test_memory_member_own_keeps_a_plain_global_member_beside_a_remembering_one(
     cfg = load_config(None, [*TINY, "triplet_folds=0", "member.memory_member=own"])
     train_run(csv, run, cfg=cfg, progress=False)
     has_memory = {f.stem: DIGESTS in load_file(str(f)) for f in (run / "members").glob("*.safetensors")}
-    assert has_memory["global"] is False and has_memory["memory"] is True
-    assert not any(v for k, v in has_memory.items() if k != "memory")
+    assert "global" in has_memory and {name for name, remembers in has_memory.items() if remembers} == {"memory"}
     comparator = RunComparator(run, progress=False)
     assert "memory" in comparator.member_names and set(comparator.members.memories) == {"memory"}
     known = [str(tmp_path / "images" / "red0.png")]
