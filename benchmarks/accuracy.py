@@ -19,6 +19,12 @@ single member, the best chosen per draw on that draw's *test* rows (an oracle ch
 for "pick one member"), and chosen on the run's *training* out-of-fold accuracy for the data set's context
 (a choice one could make without the test); ensemble - global member; ensemble - majority vote.
 
+Two more views of each cell say what the targets can ask: where the run's *trained* members all agree
+(their sign) and where they do not, each system's accuracy on both parts (the ensemble can only gain on the
+rows where members disagree); and, for voted data, the **oracle ceiling**: what a model that knew each
+triplet's human preference would score on the cell's rows (benchmarks/vote_ceiling.py, with the
+distribution of preferences fitted once on the data set's votes).
+
 Selective answers (``--target-accuracy``) are checked on the same draws: the run's thresholds for 0.90, 0.95
 and 0.99 applied to the test rows, answered share and accuracy per cell (benchmarks/selective.py).
 
@@ -36,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import selective
+from benchmarks import selective, vote_ceiling
 from benchmarks.common import RESULTS, base_parser, machine, setup_env, table
 
 #: Data sets: importer kind -> declared context name (the contexts of the default training run).
@@ -55,6 +61,8 @@ TARGET_SECONDS = 30 * 60
 LAGUNAS_MAJORITY_ACCURACY = 0.8199
 REGIMES = ("new", "new_all3", "known")
 ENSEMBLE = "ensemble"
+#: The difference to the best member that the issue's accuracy target asks for on new images (points / 100).
+TARGET_LEAD = 0.015
 #: Baseline combiners of a run (``p_a_<name>`` columns of ``compare`` with baselines).
 BASELINES = ("stacker", "majority_vote", "pca_credibility", "mlp_weighted", "best_member", "global", "zeroshot")
 
@@ -125,13 +133,38 @@ def system_predictions(scored, members: list[str]) -> dict[str, np.ndarray]:
     return systems
 
 
-def evaluate(scored, members: list[str]) -> dict:
-    """regime -> system -> metrics, for one data set's scored test rows."""
+def trained_members(members: list[str]) -> list[str]:
+    """The members a run trained (not the zero-shot ones of each view: ``zeroshot``, ``zeroshot@lite1``)."""
+    from ctxsim.members.views import VIEW_SEPARATOR
+    from ctxsim.schema import ZEROSHOT
+
+    return [m for m in members if m.split(VIEW_SEPARATOR)[0] != ZEROSHOT]
+
+
+def members_agree(systems: dict[str, np.ndarray], members: list[str], label_a, votes) -> dict:
+    """Where the trained members all give the same answer and where they do not: the share of rows that
+    disagree, and every member's, the ensemble's and majority vote's metrics on each part."""
+    trained = trained_members(members)
+    answers = np.column_stack([systems[f"member:{m}"] for m in trained])
+    agree = answers.all(axis=1) | ~answers.any(axis=1)
+    names = [ENSEMBLE, "baseline:majority_vote", *(f"member:{m}" for m in trained)]
+
+    def part(rows):
+        return {n: _agreement(systems[n][rows], label_a[rows], None if votes is None else (votes[0][rows], votes[1][rows]))
+                for n in names if n in systems}
+
+    return {"disagree_share": float(1 - agree.mean()) if len(agree) else float("nan"), "agree": part(agree), "disagree": part(~agree)}
+
+
+def evaluate(scored, members: list[str], preferences: dict | None = None) -> dict:
+    """regime -> system -> metrics, for one data set's scored test rows; ``"_members_agree"`` per regime
+    (:func:`members_agree`) and, with ``preferences`` (model name -> fitted distribution of the human
+    preference p, :mod:`benchmarks.vote_ceiling`) and votes, ``"_oracle"``: the cell's oracle ceilings."""
     import polars as pl
 
     cells = {"new": pl.col("regime") == "new", "new_all3": (pl.col("regime") == "new") & pl.col("all_held"),
              "known": pl.col("regime") == "known"}
-    out = {}
+    out, extra = {}, {}
     for regime, where in cells.items():
         part = scored.filter(where)
         label_a = part["label"].to_numpy() == "A"
@@ -142,7 +175,26 @@ def evaluate(scored, members: list[str]) -> dict:
         out[regime] = {name: {**_agreement(pred, label_a, votes),
                               "same_as_ensemble": float(np.mean(pred == systems[ENSEMBLE])) if len(pred) else float("nan")}
                        for name, pred in systems.items()}
-    return out
+        extra[regime] = {"members_agree": members_agree(systems, members, label_a, votes)}
+        if votes is not None and preferences:
+            n = (votes[0] + votes[1]).astype(int)
+            extra[regime]["oracle"] = {name: vote_ceiling.ceilings(grid, weights, n[n > 0]) for name, (grid, weights) in preferences.items()}
+    return out | {"_extra": extra}
+
+
+def fit_preferences(frames: dict) -> dict:
+    """Per voted data set: the distribution of its triplets' human preference p, by each model of
+    :mod:`benchmarks.vote_ceiling` (fitted once on all of the data set's votes)."""
+    fitted = {}
+    for kind, df in frames.items():
+        if {"votes_a", "votes_b"} <= set(df.columns) and df["votes_a"].null_count() < df.height:
+            voted = df.filter(df["votes_a"].is_not_null())
+            k, n = vote_ceiling.oriented_votes(voted["votes_a"].to_numpy(), voted["votes_b"].to_numpy())
+            beta = vote_ceiling.fit_beta_binomial(k, n)
+            npmle = vote_ceiling.fit_npmle(k, n)
+            fitted[kind] = {"beta-binomial": vote_ceiling.beta_distribution(beta["a"], beta["b"]),
+                            "NPMLE": (npmle["grid"], npmle["weights"])}
+    return fitted
 
 
 def oof_best_member(metrics: dict, members: list[str], context: str) -> str:
@@ -155,7 +207,8 @@ def oof_best_member(metrics: dict, members: list[str], context: str) -> str:
     return max(members, key=acc)
 
 
-def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, known: float, progress: bool) -> dict:
+def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, known: float, progress: bool,
+             preferences: dict | None = None) -> dict:
     import polars as pl
 
     from ctxsim.compare.model_uri import load_comparator
@@ -183,7 +236,7 @@ def run_draw(draw: int, frames: dict, work: Path, cfg, cache, holdout: float, kn
     results = {}
     for kind, test in tests.items():
         scored = comparator.score(test, margins=True)
-        results[kind] = evaluate(scored, members)
+        results[kind] = evaluate(scored, members, (preferences or {}).get(kind))
     compare_seconds = time.perf_counter() - start
     return {"draw": draw, "sizes": sizes, "members": members, "chosen": metrics["ensemble"]["chosen"],
             "oof_best_member": {kind: oof_best_member(metrics, members, ctx) for kind, ctx in DATASETS.items()},
@@ -224,7 +277,51 @@ def summarise(draws: list[dict]) -> dict:
                     per_draw["ensemble - global"].append(ens - cell["member:global"][metric])
                     per_draw["ensemble - majority vote"].append(ens - cell["baseline:majority_vote"][metric])
                 paired[key] = {name: {**_spread(v), "per_draw": v} for name, v in per_draw.items()}
-    return {"summary": summary, "paired": paired, "headline": headline(draws), "selective": selective.summarise(draws)}
+    return {"summary": summary, "paired": paired, "headline": headline(draws), "members_agree": summarise_agreement(draws),
+            "oracle": summarise_oracle(draws), "selective": selective.summarise(draws)}
+
+
+def summarise_agreement(draws: list[dict]) -> list[dict]:
+    """Per data set, regime and metric, over draws: the share of rows where the trained members disagree; on
+    those rows the ensemble, the best member (the cell's test-chosen one), the global member and majority vote;
+    the ensemble where members agree; and what the ensemble would need on the disagreeing rows to lead the best
+    member by ``TARGET_LEAD`` on the whole cell."""
+    rows = []
+    for kind in DATASETS:
+        for regime in REGIMES:
+            for metric in metric_names(kind):
+                picks = {name: [] for name in ("disagree share", "ensemble (agree)", "ensemble (disagree)", "best member (disagree)",
+                                               "global (disagree)", "majority vote (disagree)", f"needed for +{TARGET_LEAD * 100:g}")}
+                for d in draws:
+                    split = d["results"][kind]["_extra"][regime]["members_agree"]
+                    cell = d["results"][kind][regime]
+                    best = max(trained_members(d["members"]), key=lambda m: cell[f"member:{m}"][metric])
+                    share, dis = split["disagree_share"], split["disagree"]
+                    picks["disagree share"].append(share)
+                    picks["ensemble (agree)"].append(split["agree"][ENSEMBLE][metric])
+                    picks["ensemble (disagree)"].append(dis[ENSEMBLE][metric])
+                    picks["best member (disagree)"].append(dis[f"member:{best}"][metric])
+                    picks["global (disagree)"].append(dis["member:global"][metric])
+                    picks["majority vote (disagree)"].append(dis["baseline:majority_vote"][metric])
+                    picks[f"needed for +{TARGET_LEAD * 100:g}"].append(dis[f"member:{best}"][metric] + TARGET_LEAD / share if share else float("nan"))
+                rows.append({"data": kind, "regime": regime, "metric": metric, **{k: _spread(v) for k, v in picks.items()}})
+    return rows
+
+
+def summarise_oracle(draws: list[dict]) -> list[dict]:
+    """Per voted data set, regime and metric: the oracle ceiling of each model of p, and the ensemble, over draws."""
+    rows = []
+    for kind in DATASETS:
+        for regime in REGIMES:
+            oracles = [d["results"][kind]["_extra"][regime].get("oracle") for d in draws]
+            if not all(oracles):
+                continue
+            for metric in ("majority_accuracy", "vote_agreement"):
+                row = {"data": kind, "regime": regime, "metric": metric,
+                       "ensemble": _spread([d["results"][kind][regime][ENSEMBLE][metric] for d in draws])}
+                row |= {f"oracle ({name})": _spread([o[name][metric] for o in oracles]) for name in oracles[0]}
+                rows.append(row)
+    return rows
 
 
 #: Columns of the headline table: name -> how to pick a system's value in one draw's cell.
@@ -279,6 +376,11 @@ def print_tables(result: dict) -> None:
                          "min": f"{sp['min']:+.4f}", "max": f"{sp['max']:+.4f}"})
     table(rows, ["cell", "difference", "mean", "std", "min", "max"],
           "Paired differences over draws (test-chosen best member: the best on that draw's test rows, an oracle)")
+    for title, key in (("Where the trained members disagree (accuracy on those rows; the ensemble gains only there)", "members_agree"),
+                       ("The oracle ceiling: a model that knew each triplet's human preference (benchmarks/vote_ceiling.py)", "oracle")):
+        rows = [{k: (f"{v['mean']:.4f} ± {v['std']:.4f}" if isinstance(v, dict) else v) for k, v in r.items()} for r in result[key]]
+        if rows:
+            table(rows, list(rows[0]), f"{title}: mean ± std over {len(draws)} draws")
     selective.print_table(result["selective"], table)
 
 
@@ -309,10 +411,11 @@ def main(argv=None) -> dict:
     work = args.work / "accuracy"
     cache = EmbeddingCache(work / "cache")
     frames = import_data(data_dir(), work / "data")
+    preferences = fit_preferences(frames)
 
     draws = []
     for d in range(draws_n):
-        draws.append(run_draw(d, frames, work, cfg, cache, args.holdout, args.known, args.progress))
+        draws.append(run_draw(d, frames, work, cfg, cache, args.holdout, args.known, args.progress, preferences))
         r = draws[-1]
         print(f"draw {d}: trained in {r['train_seconds']} s, compared in {r['compare_seconds']} s; ensemble answers with "
               f"{r['chosen']}; OOF-best member {r['oof_best_member']}", flush=True)
