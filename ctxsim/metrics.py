@@ -2,7 +2,8 @@
 
 ``accuracy`` counts every labelled row; ``majority_accuracy`` only rows whose votes have a clear
 majority; ``vote_agreement`` is the share of individual votes that side with the prediction
-(its ceiling, always siding with the majority, is ``vote_ceiling``).
+(``vote_ceiling`` sides with each row's own majority: an in-sample ceiling that uses the votes themselves, so no
+model can reach it; benchmarks/vote_ceiling.py estimates what a model that knew each triplet's preference would get).
 """
 from __future__ import annotations
 
