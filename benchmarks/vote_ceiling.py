@@ -22,12 +22,11 @@ given). Results: ``results/vote_ceiling.json``.
 """
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
-from benchmarks.common import RESULTS, base_parser, setup_env, table
+from benchmarks.common import base_parser, save, setup_env, table
 
 #: Points of the NPMLE grid over p in [0, 1] and its EM iterations (the ceilings settle long before).
 GRID_POINTS = 201
@@ -179,10 +178,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "vote_ceiling", "wall_seconds": round(time.perf_counter() - started, 1), "results": results,
               "notes": {"oracle": "a model that knows each row's p and sides with max(p, 1 - p)",
                         "in_sample_vote_ceiling": "sum max(votes_a, votes_b) / sum votes: sides with the test votes themselves"}}
-    out = RESULTS / "vote_ceiling.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float))
-    print(out)
+    save("vote_ceiling", result)
     return result
 
 
