@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ctxsim.members.views import LAST, MID, View
+from ctxsim.members.views import GRID, GRID_SIDE, LAST, MID, View
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _SOURCES: dict[str, Callable[..., Backbone]] = {}
@@ -287,6 +287,22 @@ class _MiddleLayer(nn.Module):
         return features.mean(dim=(2, 3))
 
 
+class _SpatialGrid(nn.Module):
+    """The last feature map average-pooled over a ``side`` x ``side`` grid and flattened (cell-major: every
+    channel of the top-left cell first): features that keep where in the image they are."""
+
+    def __init__(self, model: nn.Module, feature_dim: int, side: int = GRID_SIDE):
+        super().__init__()
+        if not hasattr(model, "forward_features"):
+            raise BackboneUnavailable(f"{type(model).__name__} has no feature map for a {GRID} view")
+        self.model, self.side = model, side
+        self.dim = feature_dim * side * side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cells = nn.functional.adaptive_avg_pool2d(self.model.forward_features(x), self.side)
+        return cells.permute(0, 2, 3, 1).flatten(1)
+
+
 class _FlipAveraged(nn.Module):
     """Features of the image and its mirror image, averaged: a view that ignores left and right."""
 
@@ -307,6 +323,9 @@ def create_view(view: View, pretrained: bool = True) -> Backbone:
     model, dim = base.model, base.feature_dim
     if view.layer == MID:
         model = _MiddleLayer(model)
+        dim = model.dim
+    elif view.layer == GRID:
+        model = _SpatialGrid(model, dim)
         dim = model.dim
     if view.flip:
         model = _FlipAveraged(model)

@@ -3,16 +3,20 @@
 Diverse views, not finer contexts alone, make an ensemble beat its best member (DreamSim's ensemble
 of backbones; LPIPS's several layers). A view is written ``BACKBONE[/LAYER][+flip]``:
 ``efficientnet_lite1`` (last layer), ``efficientnet_lite0/mid`` (the average-pooled second-to-last
-feature stage), ``efficientnet_lite0+flip`` (features of the image and its mirror image averaged).
-In a run's config, ``mid`` alone is the primary backbone's middle layer. Torch-free: the config
+feature stage), ``efficientnet_lite0/grid`` (the last feature map pooled over a 3 x 3 grid of the image
+instead of the whole of it: where in the picture a feature is, which global pooling forgets — the shape of
+a shoe photographed from the side), ``efficientnet_lite0+flip`` (features of the image and its mirror image
+averaged). In a run's config, ``mid`` and ``grid`` alone name the primary backbone's. Torch-free: the config
 imports it; :func:`ctxsim.members.backbones.create_view` builds the network.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-LAST, MID = "last", "mid"
-LAYERS = (LAST, MID)
+LAST, MID, GRID = "last", "mid", "grid"
+LAYERS = (LAST, MID, GRID)
+#: Cells per side of a ``grid`` view: the last feature map average-pooled to GRID_SIDE x GRID_SIDE.
+GRID_SIDE = 3
 FLIP_SUFFIX = "+flip"
 #: Separates a member's name from its view's label: ``global@lite1``.
 VIEW_SEPARATOR = "@"
@@ -27,7 +31,7 @@ class View:
 
     @classmethod
     def parse(cls, spec: str, primary: str | None = None) -> View:
-        """``spec`` as written in a config; ``mid``/``mid+flip`` name a layer of ``primary``."""
+        """``spec`` as written in a config; ``mid``, ``grid`` (``+flip``) name a layer of ``primary``."""
         text, flip = (spec[: -len(FLIP_SUFFIX)], True) if spec.endswith(FLIP_SUFFIX) else (spec, False)
         if text in LAYERS:
             if primary is None:

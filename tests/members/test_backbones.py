@@ -228,3 +228,43 @@ def test_lora_on_a_vit_backbone_wraps_qkv_and_only_adapters_train():
     assert trainable and all("lora_" in n and ".qkv." in n for n in trainable)
     with pytest.raises(ValueError, match="no default LoRA targets"):
         lora_model(create_backbone("pixels"), MemberConfig(kind="lora"))
+
+
+def test_grid_view_pools_the_last_feature_map_over_a_grid_and_keeps_where_things_are():
+    """``BACKBONE/grid``: the last feature map average-pooled to GRID_SIDE x GRID_SIDE cells, cell-major; all cells
+    together are the backbone's global pooling, and unlike it they say where a feature is."""
+    from ctxsim.members.backbones import create_view
+    from ctxsim.members.views import GRID_SIDE, View
+
+    view = View.parse("grid", primary="test_tiny")
+    assert (view.spec, view.label) == ("test_tiny/grid", "test_tiny-grid")
+    grid, plain = create_view(view, pretrained=False), create_backbone("test_tiny")
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))  # a 3 x 3 feature map at 96 px
+    with torch.inference_mode():
+        features = grid(x)
+        feature_map = plain.model.forward_features(x)
+    assert feature_map.shape[-2:] == (GRID_SIDE, GRID_SIDE)
+    assert features.shape == (2, GRID_SIDE * GRID_SIDE * plain.feature_dim) and grid.feature_dim == features.shape[1]
+    cells = features.reshape(2, GRID_SIDE, GRID_SIDE, plain.feature_dim)
+    torch.testing.assert_close(cells[:, 0, 2], feature_map[:, :, 0, 2])  # top-right cell = the map's top-right
+    torch.testing.assert_close(cells.mean(dim=(1, 2)), plain(x))  # all cells together: the global pooling
+    # the same feature in the top-left or the bottom-right corner: one global average, two grids
+    class FeatureMap(torch.nn.Module):
+        def forward_features(self, x):
+            return x
+
+    top_left, bottom_right = torch.zeros(1, 4, 6, 6), torch.zeros(1, 4, 6, 6)
+    top_left[0, 1, 0, 0] = bottom_right[0, 1, 5, 5] = 1.0
+    pooled = backbones._SpatialGrid(FeatureMap(), feature_dim=4)
+    torch.testing.assert_close(top_left.mean(dim=(2, 3)), bottom_right.mean(dim=(2, 3)))
+    assert not torch.equal(pooled(top_left), pooled(bottom_right))
+    assert pooled(top_left)[0, 1] > 0 and pooled(bottom_right)[0, -4 + 1] > 0  # first cell's channel 1; last cell's
+    assert grid.cache_key != plain.cache_key and grid.cache_key.startswith("test_tiny/grid@")
+
+
+def test_grid_view_needs_a_feature_map():
+    from ctxsim.members.backbones import create_view
+    from ctxsim.members.views import View
+
+    with pytest.raises(BackboneUnavailable, match="grid"):
+        create_view(View.parse("pixels/grid"), pretrained=False)

@@ -233,17 +233,17 @@ def test_train_on_invalid_input_writes_no_run_folder(tmp_path):
 
 
 def test_views_give_members_of_their_own_and_context_members_start_from_global(tmp_path):
-    """Two more views (the middle layer, a flip-averaged copy): each has its zero-shot, global and
+    """Three more views (the middle layer, the grid, a flip-averaged copy): each has its zero-shot, global and
     context members, named with the view; a context head starts as its view's global head (with no
     epochs to train, it stays exactly that); the other views' members carry member.extra_views_loss."""
     from safetensors.torch import load_file
 
     csv = write_training_set(tmp_path, per_group=6, pairs_per_ref=8)
-    cfg = load_config(None, [*TINY, 'views=["mid", "test_tiny+flip"]', "member.epochs=0",
+    cfg = load_config(None, [*TINY, 'views=["mid", "grid", "test_tiny+flip"]', "member.epochs=0",
                              "member.extra_views_loss=ce_hinge"])
     metrics = train_run(csv, tmp_path / "run", cfg=cfg, progress=False)
     comparator = RunComparator(tmp_path / "run", progress=False)
-    expected = [f"{base}{suffix}" for suffix in ("", "@test_tiny-mid", "@test_tiny-flip")
+    expected = [f"{base}{suffix}" for suffix in ("", "@test_tiny-mid", "@test_tiny-grid", "@test_tiny-flip")
                 for base in ("zeroshot", "global", "context-blue", "context-red")]
     assert comparator.member_names == expected
     assert set(metrics["members"]) == {n for n in expected if not n.startswith("zeroshot")}
@@ -257,5 +257,5 @@ def test_views_give_members_of_their_own_and_context_members_start_from_global(t
             head = load_file(str(members / f"context-{context}{suffix}.safetensors"))
             assert all(torch.equal(head[k], global_head[k]) for k in head)
     scored = comparator.score(pl.read_csv(csv).head(10), tmp_path, margins=True)
-    assert {"margin_global@test_tiny-mid", "margin_context-red@test_tiny-flip"} <= set(scored.columns)
+    assert {"margin_global@test_tiny-mid", "margin_global@test_tiny-grid", "margin_context-red@test_tiny-flip"} <= set(scored.columns)
     assert scored["p_a"].is_between(0, 1).all()
