@@ -157,9 +157,9 @@ def members_agree(systems: dict[str, np.ndarray], members: list[str], label_a, v
 
 
 def evaluate(scored, members: list[str], preferences: dict | None = None) -> dict:
-    """regime -> system -> metrics, for one data set's scored test rows; ``"_members_agree"`` per regime
-    (:func:`members_agree`) and, with ``preferences`` (model name -> fitted distribution of the human
-    preference p, :mod:`benchmarks.vote_ceiling`) and votes, ``"_oracle"``: the cell's oracle ceilings."""
+    """regime -> system -> metrics, for one data set's scored test rows; and ``"_extra"``: regime ->
+    ``"members_agree"`` (:func:`members_agree`) and, with ``preferences`` (model name -> fitted distribution of
+    the human preference p, :mod:`benchmarks.vote_ceiling`) and votes, ``"oracle"``: the cell's oracle ceilings."""
     import polars as pl
 
     cells = {"new": pl.col("regime") == "new", "new_all3": (pl.col("regime") == "new") & pl.col("all_held"),
