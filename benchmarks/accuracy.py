@@ -189,11 +189,8 @@ def fit_preferences(frames: dict) -> dict:
     for kind, df in frames.items():
         if {"votes_a", "votes_b"} <= set(df.columns) and df["votes_a"].null_count() < df.height:
             voted = df.filter(df["votes_a"].is_not_null())
-            k, n = vote_ceiling.oriented_votes(voted["votes_a"].to_numpy(), voted["votes_b"].to_numpy())
-            beta = vote_ceiling.fit_beta_binomial(k, n)
-            npmle = vote_ceiling.fit_npmle(k, n)
-            fitted[kind] = {"beta-binomial": vote_ceiling.beta_distribution(beta["a"], beta["b"]),
-                            "NPMLE": (npmle["grid"], npmle["weights"])}
+            fitted[kind] = vote_ceiling.fit_distributions(*vote_ceiling.oriented_votes(voted["votes_a"].to_numpy(),
+                                                                                       voted["votes_b"].to_numpy()))
     return fitted
 
 

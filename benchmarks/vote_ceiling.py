@@ -82,6 +82,13 @@ def beta_distribution(a: float, b: float, grid_points: int = GRID_POINTS) -> tup
     return (edges[:-1] + edges[1:]) / 2, np.diff(beta.cdf(edges, a, b))
 
 
+def fit_distributions(k: np.ndarray, n: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """p's distribution by each model, as (grid, weights): {"beta-binomial": ..., "NPMLE": ...}."""
+    beta = fit_beta_binomial(k, n)
+    npmle = fit_npmle(k, n)
+    return {"beta-binomial": beta_distribution(beta["a"], beta["b"]), "NPMLE": (npmle["grid"], npmle["weights"])}
+
+
 def ceilings(grid: np.ndarray, weights: np.ndarray, n: np.ndarray) -> dict:
     """The oracle's expected per-vote agreement and majority accuracy (tied rows out) for rows with ``n`` votes
     and p distributed as ``weights`` on ``grid`` (p independent of a row's vote count)."""
@@ -91,10 +98,11 @@ def ceilings(grid: np.ndarray, weights: np.ndarray, n: np.ndarray) -> dict:
     right = clear = 0.0
     for votes, rows in zip(*np.unique(n, return_counts=True)):
         k = np.arange(votes + 1)[:, None]
-        pmf = binom.pmf(k, votes, grid[None, :]) @ weights  # P(k votes for A), mixed over p
+        given_p = binom.pmf(k, votes, grid[None, :])  # P(k votes for A | p)
+        pmf = given_p @ weights  # P(k votes for A), mixed over p
         # P(k votes for A and the majority on p's side); a p of exactly 1/2 has no side: half right
         side = np.where(grid[None, :] == 0.5, 0.5, ((2 * k > votes) == (grid[None, :] > 0.5)).astype(float))
-        on_side = (binom.pmf(k, votes, grid[None, :]) * side) @ weights
+        on_side = (given_p * side) @ weights
         is_clear = (2 * k != votes).ravel()
         right += rows * on_side[is_clear].sum()
         clear += rows * pmf[is_clear].sum()
@@ -125,17 +133,13 @@ def simulate(grid: np.ndarray, weights: np.ndarray, n: np.ndarray, rows: int, se
 
 def analyse(votes_a: np.ndarray, votes_b: np.ndarray) -> dict:
     k, n = oriented_votes(votes_a, votes_b)
-    beta_fit = fit_beta_binomial(k, n)
-    npmle = fit_npmle(k, n)
-    models = {"beta-binomial": beta_distribution(beta_fit["a"], beta_fit["b"]), "NPMLE": (npmle["grid"], npmle["weights"])}
+    models = fit_distributions(k, n)
     out = {"rows": len(n), "votes": int(n.sum()), "votes_per_row": {int(v): int(c) for v, c in zip(*np.unique(n, return_counts=True))},
            "in_sample_vote_ceiling": float(np.maximum(k, n - k).sum() / n.sum()),
-           "beta_binomial": beta_fit, "npmle_loglik": npmle["loglik"], "models": {}}
+           "beta_binomial": fit_beta_binomial(k, n), "npmle_loglik": fit_npmle(k, n)["loglik"], "models": {}}
     for name, (grid, weights) in models.items():
         sim_k, sim_n = simulate(grid, weights, n, SIMULATED_ROWS)
-        sim = fit_npmle(sim_k, sim_n) if name == "NPMLE" else None
-        recovered = (ceilings(sim["grid"], sim["weights"], sim_n) if sim is not None else
-                     ceilings(*beta_distribution(**{x: fit_beta_binomial(sim_k, sim_n)[x] for x in ("a", "b")}), sim_n))
+        recovered = ceilings(*fit_distributions(sim_k, sim_n)[name], sim_n)  # the same model fitted again
         out["models"][name] = {
             "ceiling": ceilings(grid, weights, n),
             "check_on_simulated_votes": {"given": ceilings(grid, weights, sim_n), "recovered": recovered},
